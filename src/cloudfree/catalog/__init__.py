@@ -1,0 +1,1 @@
+"""STAC output of mosaics (and, later, publishing to a STAC API)."""

@@ -1,0 +1,192 @@
+"""The STAC collection that describes a mosaic: one item per period.
+
+Items carry projection v2 (``proj:code``, ``proj:shape``, ``proj:transform``), band metadata with
+scale/offset/nodata, processing lineage, ``file:checksum`` of every file written, and
+start/end datetimes. Hrefs are relative inside a local catalog and never carry a signature or
+credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+import pystac
+from odc.geo.geobox import GeoBox
+
+from cloudfree import __version__
+from cloudfree.bands import Band
+from cloudfree.stack import NODATA, REFLECTANCE_SCALE
+from cloudfree.store import location
+from cloudfree.timeframe import Period
+
+EXTENSIONS = [
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+]
+ZARR_MEDIA_TYPE = "application/vnd.zarr; version=3"
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+@dataclass(frozen=True)
+class PeriodOutput:
+    """What was written for one period."""
+
+    period: Period
+    cog_url: str | None = None
+    cog_checksum: str | None = None
+    """``file:checksum`` of the COG, when it was written."""
+    cog_size: int | None = None
+    quicklook_url: str | None = None
+    quicklook_png: bytes | None = None
+
+
+def multihash_sha256(payload: bytes) -> str:
+    """``file:checksum`` value: a sha2-256 multihash in hex."""
+    return "1220" + hashlib.sha256(payload).hexdigest()
+
+
+def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = []
+    for name, band in bands:
+        entry: dict[str, object] = {
+            "name": name,
+            "description": f"{band.id} surface reflectance",
+            "nodata": int(NODATA),
+            "data_type": "int16",
+            "raster:scale": REFLECTANCE_SCALE,
+            "raster:offset": 0.0,
+        }
+        if band.common_name:
+            entry["eo:common_name"] = band.common_name
+        if band.center_wavelength:
+            entry["eo:center_wavelength"] = band.center_wavelength
+        if band.full_width_half_max:
+            entry["eo:full_width_half_max"] = band.full_width_half_max
+        entries.append(entry)
+    return entries
+
+
+def build_collection(
+    *,
+    collection_id: str,
+    geobox: GeoBox,
+    bands: Sequence[tuple[str, Band]],
+    outputs: Sequence[PeriodOutput],
+    store_url: str,
+    lineage: str,
+    scene_count: int,
+) -> pystac.Collection:
+    """The collection and its items, with absolute hrefs (made relative when saved)."""
+    footprint = geobox.footprint("EPSG:4326", npoints=50)
+    bbox = list(footprint.boundingbox)
+    starts = [o.period.start for o in outputs]
+    ends = [o.period.end for o in outputs]
+    t0 = datetime.combine(min(starts), time.min, tzinfo=UTC)
+    t1 = datetime.combine(max(ends), time.min, tzinfo=UTC) - timedelta(seconds=1)
+    collection = pystac.Collection(
+        id=collection_id,
+        description=f"Cloud-free Sentinel-2 L2A composites made by cloudfree: {lineage}.",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[t0, t1]])
+        ),
+        license="other",
+        title=f"cloudfree mosaic {collection_id}",
+    )
+    collection.providers = [
+        pystac.Provider("ESA", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]),
+        pystac.Provider("cloudfree", roles=[pystac.ProviderRole.PROCESSOR]),
+    ]
+    a = geobox.affine
+    band_entries = _band_entries(bands)
+    for out in outputs:
+        start = datetime.combine(out.period.start, time.min, tzinfo=UTC)
+        end = datetime.combine(out.period.end, time.min, tzinfo=UTC) - timedelta(seconds=1)
+        item = pystac.Item(
+            id=f"{collection_id}-{out.period.label}",
+            geometry=footprint.json,
+            bbox=bbox,
+            datetime=None,
+            start_datetime=start,
+            end_datetime=end,
+            properties={
+                "proj:code": f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else None,
+                "proj:shape": [geobox.shape.y, geobox.shape.x],
+                "proj:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+                "constellation": "sentinel-2",
+                "instruments": ["msi"],
+                "processing:level": "L3",
+                "processing:lineage": f"{lineage}; {scene_count} source scenes",
+                "processing:software": {"cloudfree": __version__},
+            },
+            stac_extensions=list(EXTENSIONS),
+            collection=collection_id,
+        )
+        if geobox.crs.epsg is None:
+            item.properties["proj:wkt2"] = geobox.crs.to_wkt()
+        item.add_asset(
+            "zarr",
+            pystac.Asset(
+                href=store_url,
+                media_type=ZARR_MEDIA_TYPE,
+                roles=["data"],
+                title="Zarr v3 / GeoZarr store (all periods)",
+                extra_fields={"bands": band_entries},
+            ),
+        )
+        if out.cog_url is not None:
+            fields: dict[str, object] = {"bands": band_entries}
+            if out.cog_checksum:
+                fields["file:checksum"] = out.cog_checksum
+                fields["file:size"] = out.cog_size
+            item.add_asset(
+                "cog",
+                pystac.Asset(
+                    href=out.cog_url,
+                    media_type=COG_MEDIA_TYPE,
+                    roles=["data"],
+                    title=f"Composite {out.period.label}",
+                    extra_fields=fields,
+                ),
+            )
+        if out.quicklook_url is not None and out.quicklook_png is not None:
+            payload = out.quicklook_png
+            item.add_asset(
+                "thumbnail",
+                pystac.Asset(
+                    href=out.quicklook_url,
+                    media_type=pystac.MediaType.PNG,
+                    roles=["thumbnail", "overview"],
+                    title="Quick-look",
+                    extra_fields={
+                        "file:checksum": multihash_sha256(payload),
+                        "file:size": len(payload),
+                    },
+                ),
+            )
+        collection.add_item(item)
+    return collection
+
+
+def save_collection(collection: pystac.Collection, root_url: str) -> str:
+    """Write the collection and its items under ``root_url``; returns the collection's href.
+
+    Layout: ``root/collection.json`` and ``root/<item id>/<item id>.json``; asset hrefs become
+    relative where they share a filesystem with the catalog.
+    """
+    collection.normalize_hrefs(root_url)
+    collection.make_all_asset_hrefs_relative()
+    objects: list[pystac.STACObject] = [collection, *collection.get_items()]
+    for obj in objects:
+        href = obj.get_self_href()
+        if href is None:  # pragma: no cover - normalize_hrefs sets every self href
+            raise RuntimeError(f"STAC object {obj.id} has no self href after normalising")
+        payload = json.dumps(obj.to_dict(transform_hrefs=True), indent=2).encode()
+        location.write_bytes(href, payload)
+    return str(collection.get_self_href())

@@ -1,0 +1,1 @@
+"""The ``cloudfree`` command line: parsing only; every command calls one library function."""

@@ -1,0 +1,32 @@
+"""One table from exception class to exit code (most specific class first)."""
+
+from __future__ import annotations
+
+from cloudfree.errors import (
+    CloudfreeError,
+    InvalidInputError,
+    NoScenesFoundError,
+    OutputExistsError,
+    ReadError,
+    RunFailedError,
+    SourceError,
+)
+
+SUCCESS = 0
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (InvalidInputError, 2, "bad input"),
+    (OutputExistsError, 2, "output exists"),
+    (NoScenesFoundError, 3, "no scenes"),
+    (SourceError, 4, "source error"),
+    (ReadError, 5, "read failed"),
+    (RunFailedError, 5, "run failed"),
+    (CloudfreeError, 1, "error"),
+)
+
+
+def exit_code_for(error: BaseException) -> tuple[int, str]:
+    """The exit code and a short label for an exception."""
+    for cls, code, label in EXIT_CODES:
+        if isinstance(error, cls):
+            return code, label
+    return 1, "unexpected error"

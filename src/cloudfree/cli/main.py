@@ -1,0 +1,231 @@
+"""``cloudfree`` commands: mosaic, search, demo."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cloudfree import __version__
+from cloudfree.cli.exit_codes import exit_code_for
+from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
+from cloudfree.composite import compositor_names
+from cloudfree.errors import CloudfreeError
+from cloudfree.load import RESAMPLING_CHOICES
+from cloudfree.masks import mask_names
+
+log = logging.getLogger("cloudfree")
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn cloudfree errors into a message on stderr and the exit code from the table."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CloudfreeError as exc:
+            code, label = exit_code_for(exc)
+            click.echo(f"Error ({label}): {exc}", err=True)
+            if exc.__cause__ is not None and log.isEnabledFor(logging.DEBUG):
+                log.debug("cause", exc_info=exc.__cause__)
+            sys.exit(code)
+
+    return wrapper
+
+
+@contextmanager
+def _progress(enabled: bool, description: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@click.group()
+@click.version_option(__version__, prog_name="cloudfree")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Cloud-free Sentinel-2 mosaics and analysis-ready data cubes."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("cloudfree").setLevel(level)
+    ctx.obj = {"quiet": quiet}
+
+
+@cli.command()
+@source_options
+@click.option(
+    "--bands",
+    "bands",
+    multiple=True,
+    type=BAND,
+    default=("B04", "B03", "B02"),
+    show_default=True,
+    help="Band to composite (repeatable): B04 or red, B08 or nir, ...",
+)
+@grid_options
+@click.option(
+    "--cloud-mask",
+    type=click.Choice(mask_names()),
+    default=None,
+    help="Cloud mask (default scl).",
+)
+@click.option(
+    "--scl-valid",
+    "scl_valid",
+    default=None,
+    help="Comma-separated SCL classes kept by the scl mask, by name or number "
+    "(default: dark_area_pixels,vegetation,not_vegetated,water,snow).",
+)
+@click.option("--method", type=click.Choice(compositor_names()), default=None, help="Compositing method (default median).")
+@click.option("--quantile", type=click.FloatRange(0, 1), default=None, help="Q for --method quantile.")
+@click.option("--preset", type=click.Choice(["cdse-l3"]), default=None, help="A published product definition.")
+@click.option("--period", type=PERIOD, default=None, help="all, month, quarter or <N>months (default all).")
+@click.option("--out", required=True, help="Zarr store path or URL to write.")
+@click.option("--cog", "cog_dir", default=None, help="Folder for one multi-band COG per period.")
+@click.option("--catalog", "catalog_dir", default=None, help="Folder for the STAC collection (default: <out>.stac).")
+@click.option("--no-quicklook", is_flag=True, help="Skip the PNG quick-looks.")
+@click.option(
+    "--resampling",
+    type=click.Choice(RESAMPLING_CHOICES),
+    default="bilinear",
+    show_default=True,
+    help="Resampling for reflectance (SCL is always nearest).",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads (default: CPU count).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.pass_context
+@_handle_errors
+def mosaic(ctx: click.Context, scl_valid: str | None, no_quicklook: bool, **options: Any) -> None:
+    """Make a cloud-free composite per period and write Zarr, COGs, quick-looks and STAC."""
+    from cloudfree.pipeline import build_request, run
+
+    if scl_valid is not None:
+        options["scl_valid_classes"] = [c for c in scl_valid.split(",") if c.strip()]
+    request = build_request(quicklook=not no_quicklook, **options)
+    with _progress(not ctx.obj["quiet"], "compositing tiles") as progress:
+        result = run(request, progress=progress)
+    if not ctx.obj["quiet"]:
+        click.echo(
+            f"Wrote {result.out}: {len(result.periods)} period(s), shape {result.shape} in "
+            f"{result.crs}, from {len(result.scenes)} scenes in {result.units} work units."
+        )
+        for cog in result.cogs:
+            click.echo(f"COG {cog}")
+        if result.catalog:
+            click.echo(f"STAC {result.catalog}")
+
+
+@cli.command()
+@source_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handle_errors
+def search(fmt: str, **options: Any) -> None:
+    """List the scenes a mosaic with these options would use."""
+    from cloudfree.aoi import aoi_from_bbox, aoi_from_file
+    from cloudfree.errors import InvalidInputError, NoScenesFoundError
+    from cloudfree.sources import SearchQuery, open_source
+    from cloudfree.timeframe import time_range
+
+    if (options["bbox"] is None) == (options["geometry_file"] is None):
+        raise InvalidInputError("Give exactly one of --bbox or --geometry-file.")
+    aoi = aoi_from_bbox(list(options["bbox"])) if options["bbox"] else aoi_from_file(options["geometry_file"])
+    query = SearchQuery(
+        aoi=aoi,
+        timerange=time_range(options["start_date"], options["end_date"]),
+        collections=tuple(options["collections"]),
+        max_cloud_cover=options["max_cloud_cover"],
+        max_items=options["max_items"],
+    )
+    source = open_source(options["stac"])
+    scenes = source.search(query)
+    if not scenes:
+        raise NoScenesFoundError(f"No scenes found in {source.description} for {query.describe()}.")
+    rows = [
+        {
+            "id": s.id,
+            "datetime": s.datetime.isoformat().replace("+00:00", "Z"),
+            "solar_day": s.solar_day.isoformat(),
+            "crs": s.crs,
+            "cloud_cover": s.cloud_cover,
+            "processing_baseline": s.processing_baseline,
+            "bands": {
+                k: {"href": v.href, "scale": v.scale, "offset": v.offset, "nodata": v.nodata}
+                for k, v in sorted(s.bands.items())
+            },
+        }
+        for s in scenes
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("solar day", "id", "crs", "cloud %", "baseline", "offset")
+    previous = None
+    for row, scene in zip(rows, scenes, strict=True):
+        day = row["solar_day"] if row["solar_day"] != previous else "  〃"
+        previous = row["solar_day"]
+        offsets = sorted({f"{b.offset:g}" for k, b in scene.bands.items() if k != "SCL"})
+        table.add_row(
+            day,
+            scene.id,
+            scene.crs or "?",
+            "?" if scene.cloud_cover is None else f"{scene.cloud_cover:.1f}",
+            scene.processing_baseline or "?",
+            ",".join(offsets),
+        )
+    Console().print(table)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default="demo-output",
+    show_default=True,
+    help="Where the synthetic archive and the mosaic go.",
+)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--tile-size", type=click.IntRange(128, 4096), default=512, show_default=True)
+@click.pass_context
+@_handle_errors
+def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
+    """Generate the synthetic archive, mosaic it monthly, and report the error against the truth."""
+    from cloudfree.demo import run_demo
+
+    with _progress(not ctx.obj["quiet"], "compositing tiles") as progress:
+        report = run_demo(Path(workdir), seed=seed, tile_size=tile_size, progress=progress)
+    click.echo(report)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,110 @@
+"""Options shared by commands, defined once, with parameter types that reject bad input early."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from cloudfree.bands import canonical_band
+from cloudfree.errors import InvalidInputError
+from cloudfree.grid import DEFAULT_CHUNK_SIZE, parse_crs
+from cloudfree.timeframe import parse_date, parse_period
+
+F = Callable[..., Any]
+
+
+class _Checked(click.ParamType):
+    """A parameter type that validates with a cloudfree parser and keeps the user's text."""
+
+    def __init__(self, name: str, check: Callable[[str], object]) -> None:
+        self.name = name
+        self._check = check
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            self._check(value)
+        except InvalidInputError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+DATE = _Checked("date", lambda v: parse_date(v))
+CRS_TYPE = _Checked("crs", parse_crs)
+BAND = _Checked("band", canonical_band)
+PERIOD = _Checked("period", parse_period)
+
+
+def _compose(*decorators: F) -> F:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+source_options = _compose(
+    click.option(
+        "--stac",
+        required=True,
+        help="STAC API URL, static catalog (catalog.json/collection.json) or ItemCollection file.",
+    ),
+    click.option(
+        "--collection",
+        "collections",
+        multiple=True,
+        help="Collection id to search (repeatable); default: every collection.",
+    ),
+    click.option(
+        "--bbox",
+        nargs=4,
+        type=float,
+        default=None,
+        metavar="MINX MINY MAXX MAXY",
+        help="Area in longitude/latitude (EPSG:4326).",
+    ),
+    click.option(
+        "--geometry-file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Area from a .geojson, .shp or .gpkg (pixels outside it are nodata).",
+    ),
+    click.option("--start-date", type=DATE, required=True, help="First day, YYYY-MM-DD."),
+    click.option("--end-date", type=DATE, required=True, help="Last day (inclusive), YYYY-MM-DD."),
+    click.option(
+        "--max-cloud-cover",
+        type=click.FloatRange(0, 100),
+        default=None,
+        help="Skip scenes whose eo:cloud_cover is above this percentage.",
+    ),
+    click.option(
+        "--max-items",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Use at most this many scenes (the earliest).",
+    ),
+)
+
+grid_options = _compose(
+    click.option(
+        "--crs",
+        type=CRS_TYPE,
+        default=None,
+        help="Output CRS, e.g. EPSG:2157 or EPSG:4326 (default: UTM zone of the area).",
+    ),
+    click.option(
+        "--resolution",
+        type=float,
+        default=None,
+        help="Pixel size in CRS units: metres, or degrees for geographic CRSs (default 10 m).",
+    ),
+    click.option(
+        "--chunk-size",
+        type=click.IntRange(64, 8192),
+        default=DEFAULT_CHUNK_SIZE,
+        show_default=True,
+        help="Tile size in pixels (one Zarr chunk and one work unit per tile and period).",
+    ),
+)

@@ -1,0 +1,73 @@
+"""Configuration: the only module that reads environment variables.
+
+Every default is documented here. Buckets and endpoints are never literals in the code; they
+arrive as inputs (URLs) or through the environment read below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: GDAL options cloudfree sets for every read, each with the reason.
+GDAL_DEFAULTS: Mapping[str, str] = {
+    # Opening a COG over HTTP/S3 must not list its "directory" to look for sidecar files:
+    # listing a bucket prefix is slow and often forbidden. COGs carry everything inline.
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    # Only these extensions may be fetched over /vsicurl; stops GDAL probing for .aux.xml/.ovr.
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2,.xml,.json",
+    # Merge adjacent byte ranges into one request: COG tiles of one window are contiguous.
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    # HTTP/2 multiplexing lets many range requests share one connection.
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    # Transient HTTP errors (429/5xx) are retried by GDAL itself before we see a failure.
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    # Cache file headers and tiles per process so overlapping windows are not fetched twice.
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
+    # Keep decoded blocks bounded; each worker reads one tile at a time.
+    "GDAL_CACHEMAX": "256",
+    # Warping reads exactly the source window odc-geo computed; one thread per read because
+    # cloudfree parallelises over tiles and scenes itself.
+    "GDAL_NUM_THREADS": "1",
+}
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How pixels are read from scenes."""
+
+    retries: int = 3
+    """Attempts per band read before it is recorded as failed (rule 5: no silent nodata)."""
+    retry_backoff: float = 0.5
+    """Seconds before the first retry; doubled at each further attempt."""
+    gdal_options: Mapping[str, str] = field(default_factory=lambda: dict(GDAL_DEFAULTS))
+    """GDAL configuration used for every read (``GDAL_DEFAULTS`` plus ``CLOUDFREE_GDAL_*``)."""
+
+
+def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
+    """Build read settings from the environment.
+
+    ``CLOUDFREE_READ_RETRIES`` overrides the retry count; any ``CLOUDFREE_GDAL_<OPTION>``
+    variable sets GDAL option ``<OPTION>`` (e.g. ``CLOUDFREE_GDAL_GDAL_HTTP_TIMEOUT=30``).
+    """
+    env = os.environ if environ is None else environ
+    options = dict(GDAL_DEFAULTS)
+    prefix = "CLOUDFREE_GDAL_"
+    for key, value in env.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            options[key[len(prefix) :]] = value
+    retries = int(env.get("CLOUDFREE_READ_RETRIES", "3"))
+    return ReadSettings(retries=max(retries, 1), gdal_options=options)
+
+
+def default_threads(environ: Mapping[str, str] | None = None) -> int:
+    """Worker threads for in-process runs: ``CLOUDFREE_THREADS`` or the CPU count."""
+    env = os.environ if environ is None else environ
+    value = env.get("CLOUDFREE_THREADS")
+    if value:
+        return max(int(value), 1)
+    return max(os.cpu_count() or 1, 1)

@@ -1,0 +1,150 @@
+"""The output grid (an odc-geo GeoBox), its tiles, and the work units of a run.
+
+One GeoBox travels everywhere; tiles come from :class:`odc.geo.geobox.GeoboxTiles` and each work
+unit is one tile for one period, with a stable key so runs can be resumed and compared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geom import Geometry
+from pyproj.exceptions import CRSError
+
+from cloudfree.aoi import Aoi
+from cloudfree.errors import InvalidInputError
+from cloudfree.scene import Scene
+from cloudfree.timeframe import Period
+
+DEFAULT_RESOLUTION_METRES = 10.0
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def parse_crs(text: str) -> CRS:
+    """Parse a CRS (``EPSG:2157``, ``epsg:4326``, WKT, PROJ string) or say why not."""
+    try:
+        return CRS(text.strip())
+    except (CRSError, ValueError, TypeError) as exc:
+        raise InvalidInputError(
+            f"Unknown CRS {text!r}; use an authority code such as EPSG:32629 or EPSG:4326 "
+            f"({exc})."
+        ) from None
+
+
+def utm_crs_for(aoi: Aoi) -> CRS:
+    """The WGS 84 / UTM zone CRS of an area's centre (the default output CRS)."""
+    lon, lat = aoi.geometry.centroid.coords[0]
+    zone = min(int((lon + 180) // 6) + 1, 60)
+    return CRS(f"EPSG:{(32600 if lat >= 0 else 32700) + zone}")
+
+
+def check_resolution(crs: CRS, resolution: float) -> float:
+    """Validate a resolution in the CRS's units (metres, or degrees for geographic CRSs)."""
+    if not math.isfinite(resolution) or resolution <= 0:
+        raise InvalidInputError(f"Resolution must be a positive number, got {resolution}.")
+    if crs.geographic and resolution > 1:
+        raise InvalidInputError(
+            f"Resolution {resolution} is in degrees for the geographic CRS {crs}; "
+            "10 m is about 0.0001 degrees."
+        )
+    if not crs.geographic and resolution < 0.01:
+        raise InvalidInputError(
+            f"Resolution {resolution} is in {crs.units[0]} for {crs}; it looks like degrees. "
+            "Give it in the CRS's units, e.g. 10 for 10 m."
+        )
+    return float(resolution)
+
+
+def output_geobox(aoi: Aoi, crs: CRS, resolution: float) -> GeoBox:
+    """The grid covering the area, pixel edges aligned to whole multiples of the resolution."""
+    extent = aoi.geometry.to_crs(crs)
+    gbox = GeoBox.from_bbox(extent.boundingbox, crs, resolution=resolution)
+    if gbox.shape.x == 0 or gbox.shape.y == 0:
+        raise InvalidInputError(
+            f"The area ({aoi.description}) is smaller than one {resolution} pixel in {crs}."
+        )
+    return gbox
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One output tile for one period: the scenes that touch it, and where it goes."""
+
+    key: str
+    """Stable id, ``p<period>-y<row>-x<col>``."""
+    period_index: int
+    tile: tuple[int, int]
+    """Tile index (row, column) in :attr:`Plan.tiles`."""
+    geobox: GeoBox
+    """The tile's grid (a crop of the output grid)."""
+    scenes: tuple[Scene, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run will do, known before any pixel is read."""
+
+    geobox: GeoBox
+    tiles: GeoboxTiles
+    chunk_size: int
+    periods: tuple[Period, ...]
+    units: tuple[WorkUnit, ...]
+    scenes: tuple[Scene, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Output shape ``(time, y, x)``."""
+        return (len(self.periods), self.geobox.shape.y, self.geobox.shape.x)
+
+
+def make_plan(
+    *,
+    aoi: Aoi,
+    geobox: GeoBox,
+    periods: Sequence[Period],
+    scenes: Sequence[Scene],
+    chunk_size: int,
+) -> Plan:
+    """Split the grid into tiles and pair each tile and period with the scenes that touch it.
+
+    Tiles outside the area (for geometry inputs) or touched by no scene get no work unit; their
+    pixels stay nodata.
+    """
+    tiles = GeoboxTiles(geobox, (chunk_size, chunk_size))
+    area = aoi.geometry
+    units: list[WorkUnit] = []
+    tile_extents: dict[tuple[int, int], tuple[GeoBox, Geometry]] = {}
+    ny, nx = tiles.shape.y, tiles.shape.x
+    for iy in range(ny):
+        for ix in range(nx):
+            tile_box = tiles[iy, ix]
+            extent = tile_box.extent.to_crs("EPSG:4326")
+            if aoi.clip and not extent.intersects(area):
+                continue
+            tile_extents[(iy, ix)] = (tile_box, extent)
+    for p_index, period in enumerate(periods):
+        in_period = [s for s in scenes if period.contains(s.datetime)]
+        for (iy, ix), (tile_box, extent) in tile_extents.items():
+            touching = tuple(s for s in in_period if s.footprint.intersects(extent))
+            if touching:
+                units.append(
+                    WorkUnit(
+                        key=f"p{p_index:03d}-y{iy:04d}-x{ix:04d}",
+                        period_index=p_index,
+                        tile=(iy, ix),
+                        geobox=tile_box,
+                        scenes=touching,
+                    )
+                )
+    return Plan(
+        geobox=geobox,
+        tiles=tiles,
+        chunk_size=chunk_size,
+        periods=tuple(periods),
+        units=tuple(units),
+        scenes=tuple(scenes),
+    )

@@ -1,0 +1,460 @@
+"""The mosaic pipeline: a thin chain of named stages.
+
+``mosaic(**options)`` = ``build_request`` (validate everything, before any expensive work) ->
+``search`` -> ``make_plan`` -> ``prepare_outputs`` -> ``run_units`` (load -> mask -> reduce ->
+write, per tile and period) -> ``finish`` (COGs, quick-looks, STAC).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from odc.geo.crs import CRS
+from odc.geo.xr import rasterize
+
+from cloudfree import __version__
+from cloudfree.aoi import Aoi, aoi_from_bbox, aoi_from_file
+from cloudfree.bands import Band, resolve_bands
+from cloudfree.catalog.stac_output import (
+    PeriodOutput,
+    build_collection,
+    multihash_sha256,
+    save_collection,
+)
+from cloudfree.composite import Compositor, make_compositor
+from cloudfree.config import ReadSettings, default_threads, read_settings
+from cloudfree.engine import ProgressCallback, run_units
+from cloudfree.errors import InvalidInputError, NoScenesFoundError
+from cloudfree.grid import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_RESOLUTION_METRES,
+    Plan,
+    WorkUnit,
+    check_resolution,
+    make_plan,
+    output_geobox,
+    parse_crs,
+    utm_crs_for,
+)
+from cloudfree.load import LoadOptions, load_stack
+from cloudfree.masks import CDSE_L3_VALID, CloudMask, make_mask
+from cloudfree.scene import Scene
+from cloudfree.sources import SearchQuery, Source, open_source
+from cloudfree.stack import Composite
+from cloudfree.store import location
+from cloudfree.store.cog import write_period_cog
+from cloudfree.store.quicklook import quicklook_png
+from cloudfree.store.zarr_store import MosaicStore, create_store
+from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
+
+log = logging.getLogger(__name__)
+
+_COLLECTION_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of choices from a published product definition."""
+
+    name: str
+    mask: str
+    mask_options: Mapping[str, object]
+    method: str
+    quantile: float | None
+    period: str
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "cdse-l3": Preset(
+        name="cdse-l3",
+        mask="scl",
+        mask_options={"valid_classes": CDSE_L3_VALID},
+        method="quantile",
+        quantile=0.25,
+        period="quarter",
+        description=(
+            "Copernicus Sentinel-2 L3 quarterly mosaic: SCL classes 2,4,5,6,11 valid, first "
+            "quartile, int16 with nodata -32768, an observations band"
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class MosaicRequest:
+    """A fully validated mosaic job."""
+
+    source: Source
+    query: SearchQuery
+    bands: tuple[tuple[str, Band], ...]
+    """(requested name, band) in request order; outputs use the requested names."""
+    crs: CRS | None
+    """Output CRS; ``None`` picks the UTM zone of the area's centre."""
+    resolution: float | None
+    mask: CloudMask
+    compositor: Compositor
+    period: PeriodSpec
+    out: str
+    cog_dir: str | None
+    catalog_dir: str | None
+    quicklook: bool
+    chunk_size: int
+    resampling: str
+    overwrite: bool
+    threads: int
+    settings: ReadSettings = field(default_factory=ReadSettings)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Output variable names, as requested."""
+        return tuple(name for name, _ in self.bands)
+
+    def lineage(self) -> str:
+        """How the composite was made, in one line."""
+        return (
+            f"{self.compositor.describe()} per {self.period.text} period, "
+            f"{self.mask.describe()}, same-solar-day scenes merged, {self.resampling} resampling"
+        )
+
+
+@dataclass(frozen=True)
+class MosaicResult:
+    """What a run wrote."""
+
+    out: str
+    periods: tuple[Period, ...]
+    scenes: tuple[Scene, ...]
+    units: int
+    cogs: tuple[str, ...]
+    catalog: str | None
+    shape: tuple[int, int, int]
+    crs: str
+
+
+def build_request(
+    *,
+    stac: str,
+    out: str,
+    bbox: Sequence[float] | None = None,
+    geometry_file: str | Path | None = None,
+    start_date: str | date,
+    end_date: str | date,
+    bands: Iterable[str] = ("B04", "B03", "B02"),
+    collections: Iterable[str] = (),
+    max_cloud_cover: float | None = None,
+    max_items: int | None = None,
+    crs: str | None = None,
+    resolution: float | None = None,
+    cloud_mask: str | None = None,
+    scl_valid_classes: Iterable[str | int] | None = None,
+    method: str | None = None,
+    quantile: float | None = None,
+    preset: str | None = None,
+    period: str | None = None,
+    cog_dir: str | None = None,
+    catalog_dir: str | None = None,
+    quicklook: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    resampling: str = "bilinear",
+    overwrite: bool = False,
+    threads: int | None = None,
+) -> MosaicRequest:
+    """Validate every option and return a request; raises before any expensive work."""
+    aoi = _aoi(bbox, geometry_file)
+    timerange = time_range(start_date, end_date)
+    resolved_bands = resolve_bands(bands)
+    target_crs = parse_crs(crs) if crs else None
+    if target_crs is not None and resolution is not None:
+        check_resolution(target_crs, resolution)
+    elif resolution is not None:
+        check_resolution(utm_crs_for(aoi), resolution)
+
+    mask_name, method_name, q, period_text, mask_options = _apply_preset(
+        preset, cloud_mask, method, quantile, period
+    )
+    if scl_valid_classes is not None:
+        if mask_name != "scl":
+            raise InvalidInputError("SCL valid classes only apply with --cloud-mask scl.")
+        if preset is not None:
+            raise InvalidInputError(f"Preset {preset} fixes the SCL valid classes.")
+        mask_options = {"valid_classes": tuple(scl_valid_classes)}
+    mask = make_mask(mask_name, mask_options)
+    if method_name == "quantile":
+        if q is None:
+            raise InvalidInputError("--method quantile needs --quantile Q (0 <= Q <= 1).")
+        compositor = make_compositor("quantile", quantile=q)
+    else:
+        if q is not None:
+            raise InvalidInputError(f"--quantile only applies to --method quantile, not {method_name}.")
+        compositor = make_compositor(method_name)
+
+    if max_cloud_cover is not None and not 0 <= max_cloud_cover <= 100:
+        raise InvalidInputError(f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}.")
+    if max_items is not None and max_items < 1:
+        raise InvalidInputError(f"--max-items must be at least 1, got {max_items}.")
+    if chunk_size < 64 or chunk_size > 8192:
+        raise InvalidInputError(f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}.")
+    catalog = catalog_dir if catalog_dir is not None else default_catalog_dir(out)
+    for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
+        if url:
+            location.check_writable(url, overwrite=overwrite, what=what)
+    load_check = LoadOptions(bands=tuple(b for _, b in resolved_bands), with_scl=False, resampling=resampling)
+    source = open_source(stac)
+    return MosaicRequest(
+        source=source,
+        query=SearchQuery(
+            aoi=aoi,
+            timerange=timerange,
+            collections=tuple(collections),
+            max_cloud_cover=max_cloud_cover,
+            max_items=max_items,
+        ),
+        bands=resolved_bands,
+        crs=target_crs,
+        resolution=resolution,
+        mask=mask,
+        compositor=compositor,
+        period=parse_period(period_text),
+        out=out,
+        cog_dir=cog_dir,
+        catalog_dir=catalog,
+        quicklook=quicklook,
+        chunk_size=chunk_size,
+        resampling=load_check.resampling,
+        overwrite=overwrite,
+        threads=threads if threads is not None else default_threads(),
+        settings=read_settings(),
+    )
+
+
+def default_catalog_dir(out: str) -> str:
+    """Where the STAC catalog goes by default: beside the store, ``<store name>.stac``."""
+    base = str(out).rstrip("/")
+    stem = base[: -len(".zarr")] if base.endswith(".zarr") else base
+    return stem + ".stac"
+
+
+def collection_id_for(out: str) -> str:
+    """The STAC collection id of a mosaic: the store's name without ``.zarr``."""
+    name = str(out).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
+    return _COLLECTION_ID.sub("-", name).strip("-") or "cloudfree-mosaic"
+
+
+def _aoi(bbox: Sequence[float] | None, geometry_file: str | Path | None) -> Aoi:
+    if bbox is not None and geometry_file is not None:
+        raise InvalidInputError("Give either a bbox or a geometry file, not both.")
+    if bbox is not None:
+        return aoi_from_bbox(list(bbox))
+    if geometry_file is not None:
+        return aoi_from_file(geometry_file)
+    raise InvalidInputError("No area given; pass --bbox MINX MINY MAXX MAXY or --geometry-file.")
+
+
+def _apply_preset(
+    preset: str | None,
+    cloud_mask: str | None,
+    method: str | None,
+    quantile: float | None,
+    period: str | None,
+) -> tuple[str, str, float | None, str, Mapping[str, object]]:
+    if preset is None:
+        return cloud_mask or "scl", method or "median", quantile, period or "all", {}
+    try:
+        chosen = PRESETS[preset]
+    except KeyError:
+        raise InvalidInputError(
+            f"Unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}."
+        ) from None
+    for given, fixed, what in (
+        (cloud_mask, chosen.mask, "cloud mask"),
+        (method, chosen.method, "method"),
+        (quantile, chosen.quantile, "quantile"),
+    ):
+        if given is not None and given != fixed:
+            raise InvalidInputError(
+                f"Preset {preset} fixes the {what} to {fixed}; drop the {what} option "
+                "or the preset."
+            )
+    return chosen.mask, chosen.method, chosen.quantile, period or chosen.period, chosen.mask_options
+
+
+def search(request: MosaicRequest) -> list[Scene]:
+    """Stage 1: the scenes to use, checked to hold every band the job needs."""
+    scenes = request.source.search(request.query)
+    if not scenes:
+        raise NoScenesFoundError(
+            f"No scenes found in {request.source.description} for {request.query.describe()}. "
+            "Widen the dates or area, raise --max-cloud-cover, or check --collection."
+        )
+    needed = [b.id for _, b in request.bands] + (["SCL"] if request.mask.needs_scl else [])
+    for scene in scenes:
+        missing = [b for b in needed if b not in scene.bands]
+        if missing:
+            raise InvalidInputError(
+                f"Scene {scene.id!r} has no asset for {', '.join(missing)} (it has "
+                f"{', '.join(sorted(scene.bands)) or 'no band assets'}). Choose other bands"
+                + (" or --cloud-mask none." if "SCL" in missing else ".")
+            )
+    return scenes
+
+
+def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
+    """Stage 2: the output grid, its tiles, the periods and the work units."""
+    crs = request.crs or utm_crs_for(request.query.aoi)
+    resolution = request.resolution
+    if resolution is None:
+        if crs.geographic:
+            raise InvalidInputError(
+                f"{crs} is geographic: give --resolution in degrees (10 m is about 0.0001)."
+            )
+        resolution = DEFAULT_RESOLUTION_METRES
+    geobox = output_geobox(request.query.aoi, crs, resolution)
+    return make_plan(
+        aoi=request.query.aoi,
+        geobox=geobox,
+        periods=request.period.split(request.query.timerange),
+        scenes=scenes,
+        chunk_size=request.chunk_size,
+    )
+
+
+def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
+    """Stage 3: replace outputs when asked to, and create the empty store."""
+    if request.overwrite:
+        for url in (request.out, request.cog_dir, request.catalog_dir):
+            if url:
+                location.remove(url)
+    attrs = {
+        "title": "cloudfree Sentinel-2 L2A composite",
+        "cloudfree:version": __version__,
+        "cloudfree:lineage": request.lineage(),
+        "cloudfree:scenes": len(job.scenes),
+        "cloudfree:request": json.dumps(
+            {
+                "bands": list(request.band_names),
+                "start": request.query.timerange.start.isoformat(),
+                "end": request.query.timerange.end.isoformat(),
+                "period": request.period.text,
+                "aoi_bbox": list(request.query.aoi.bbox),
+            }
+        ),
+    }
+    create_store(request.out, job, request.band_names, attrs=attrs)
+    return MosaicStore(request.out)
+
+
+def composite_unit(request: MosaicRequest, unit: WorkUnit) -> Composite:
+    """Stage 4: load, mask and reduce one work unit."""
+    aoi = request.query.aoi
+    inside = None
+    if aoi.clip:
+        inside = np.asarray(rasterize(aoi.geometry, unit.geobox).values, dtype=bool)
+    stack = load_stack(
+        unit.geobox,
+        unit.scenes,
+        LoadOptions(
+            bands=tuple(b for _, b in request.bands),
+            with_scl=request.mask.needs_scl,
+            resampling=request.resampling,
+        ),
+        request.settings,
+        inside=inside,
+    )
+    valid = request.mask(stack)
+    return request.compositor(stack.data, valid)
+
+
+def finish(request: MosaicRequest, job: Plan, store: MosaicStore) -> tuple[tuple[str, ...], str | None]:
+    """Stage 5: consolidate the store, write COGs, quick-looks and the STAC collection."""
+    store.finish()
+    cogs: list[str] = []
+    outputs: list[PeriodOutput] = []
+    for index, period in enumerate(job.periods):
+        cog_url = checksum = size = None
+        if request.cog_dir:
+            cog_url = location.join(request.cog_dir, f"{period.label}.tif")
+            write_period_cog(store, job, request.band_names, index, cog_url)
+            cogs.append(cog_url)
+            if not location.is_remote(cog_url):
+                payload = location.local_path(cog_url).read_bytes()
+                checksum, size = multihash_sha256(payload), len(payload)
+        ql_url = png = None
+        if request.quicklook and request.catalog_dir:
+            png = quicklook_png(store, request.band_names, index, job.geobox.shape.yx)
+            ql_url = location.join(request.catalog_dir, period.label, f"{period.label}.png")
+            location.write_bytes(ql_url, png)
+        outputs.append(
+            PeriodOutput(
+                period=period,
+                cog_url=cog_url,
+                cog_checksum=checksum,
+                cog_size=size,
+                quicklook_url=ql_url,
+                quicklook_png=png,
+            )
+        )
+    catalog_href = None
+    if request.catalog_dir:
+        collection = build_collection(
+            collection_id=collection_id_for(request.out),
+            geobox=job.geobox,
+            bands=request.bands,
+            outputs=outputs,
+            store_url=request.out,
+            lineage=request.lineage(),
+            scene_count=len(job.scenes),
+        )
+        catalog_href = save_collection(collection, request.catalog_dir)
+    return tuple(cogs), catalog_href
+
+
+def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> MosaicResult:
+    """Run a validated request through every stage."""
+    scenes = search(request)
+    job = plan(request, scenes)
+    log.info(
+        "%d scenes, %d periods, output %s in %s, %d work units",
+        len(scenes),
+        len(job.periods),
+        job.shape,
+        job.geobox.crs,
+        len(job.units),
+    )
+    store = prepare_outputs(request, job)
+
+    def run_unit(unit: WorkUnit) -> None:
+        store.write(job, unit, request.band_names, composite_unit(request, unit))
+
+    run_units(job.units, run_unit, threads=request.threads, key=lambda u: u.key, progress=progress)
+    cogs, catalog = finish(request, job, store)
+    return MosaicResult(
+        out=request.out,
+        periods=job.periods,
+        scenes=tuple(scenes),
+        units=len(job.units),
+        cogs=cogs,
+        catalog=catalog,
+        shape=job.shape,
+        crs=str(job.geobox.crs),
+    )
+
+
+def mosaic(*, progress: ProgressCallback | None = None, **options: object) -> MosaicResult:
+    """Make a cloud-free mosaic; the options are those of :func:`build_request`.
+
+    Example::
+
+        cloudfree.mosaic(stac="catalog.json", bbox=(-6.05, 53.3, -5.97, 53.36),
+                         start_date="2021-11-01", end_date="2022-04-30",
+                         bands=["red", "green", "blue"], out="mosaic.zarr")
+    """
+    request = build_request(**options)  # type: ignore[arg-type]
+    return run(request, progress=progress)

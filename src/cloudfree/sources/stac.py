@@ -1,0 +1,300 @@
+"""STAC sources: an API (item search), a static catalog, or an ItemCollection file.
+
+Items become :class:`~cloudfree.scene.Scene`s here, once: band assets are found through the band
+registry (``red``, ``B04``, ``B04_10m`` all mean B04), Cloud-Optimized GeoTIFFs are preferred
+over JP2 alternates, and each band's scale/offset is decided by :mod:`cloudfree.radiometry`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pystac
+from odc.geo.geom import Geometry
+
+from cloudfree.bands import Band, canonical_band
+from cloudfree.errors import InvalidInputError, SourceError
+from cloudfree.radiometry import decide_radiometry
+from cloudfree.scene import BandAsset, Scene
+from cloudfree.sources.base import SearchQuery
+
+log = logging.getLogger(__name__)
+
+#: Item properties that name the ESA processing baseline, by provider convention.
+BASELINE_PROPERTIES = ("s2:processing_baseline", "processing:version", "sentinel:processing_baseline")
+
+ItemModifier = Callable[[pystac.Item], pystac.Item]
+"""A hook applied to every item before use (e.g. URL signing); never changes outputs."""
+
+_RASTER_MEDIA = ("image/tiff", "image/jp2", "application/x-geotiff")
+_RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
+
+
+class StacSource:
+    """Scenes from a STAC API, a static catalog, or an ItemCollection/item file."""
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        provider: str = "stac",
+        modifier: ItemModifier | None = None,
+    ) -> None:
+        self.location = location
+        self.provider = provider
+        self.modifier = modifier
+        self.description = f"STAC {location}"
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Scenes matching the query, one per item, in time order."""
+        items = list(self._items(query))
+        scenes: dict[str, Scene] = {}
+        for item in items:
+            if self.modifier is not None:
+                item = self.modifier(item)
+            if not _item_matches(item, query):
+                continue
+            scene = scene_from_item(item, provider=self.provider)
+            scenes.setdefault(scene.id, scene)
+        ordered = sorted(scenes.values(), key=lambda s: (s.datetime, s.id))
+        if query.max_items is not None:
+            ordered = ordered[: query.max_items]
+        return ordered
+
+    def _items(self, query: SearchQuery) -> Iterable[pystac.Item]:
+        if _is_api(self.location):
+            return _api_items(self.location, query)
+        return _file_items(self.location)
+
+
+def open_source(location: str | Path, *, modifier: ItemModifier | None = None) -> StacSource:
+    """Open a STAC location: an API URL, a catalog/collection JSON, or an ItemCollection file."""
+    text = str(location)
+    parsed = urlparse(text)
+    if parsed.scheme in ("", "file") and not Path(parsed.path or text).exists():
+        raise InvalidInputError(
+            f"STAC location {text!r} does not exist; pass a STAC API URL, a catalog.json, "
+            "or an ItemCollection file."
+        )
+    return StacSource(text, modifier=modifier)
+
+
+def _is_api(location: str) -> bool:
+    """Whether the location is an HTTP endpoint that is not a JSON document."""
+    parsed = urlparse(location)
+    return parsed.scheme in ("http", "https") and not parsed.path.endswith(".json")
+
+
+def _api_items(url: str, query: SearchQuery) -> Iterable[pystac.Item]:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = Client.open(url)
+        search = client.search(
+            collections=list(query.collections) or None,
+            intersects=query.aoi.geometry.json,
+            datetime=query.timerange.as_interval(),
+            query=(
+                {"eo:cloud_cover": {"lte": query.max_cloud_cover}}
+                if query.max_cloud_cover is not None
+                else None
+            ),
+            max_items=query.max_items,
+        )
+        return list(search.items())
+    except (APIError, OSError) as exc:
+        raise SourceError(f"STAC API search at {url} failed: {exc}") from exc
+
+
+def _file_items(location: str) -> Iterable[pystac.Item]:
+    try:
+        text = pystac.StacIO.default().read_text(location)
+        document = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"Cannot read STAC document {location!r}: {exc}") from exc
+    if isinstance(document, list):
+        return [pystac.Item.from_dict(f) for f in document]
+    kind = document.get("type")
+    if kind == "FeatureCollection":
+        collection = pystac.ItemCollection.from_dict(document, preserve_dict=False)
+        for item in collection.items:
+            _absolutise(item, location)
+        return list(collection.items)
+    if kind == "Feature":
+        item = pystac.Item.from_dict(document)
+        item.set_self_href(location)
+        return [item]
+    if kind in ("Catalog", "Collection"):
+        root = pystac.read_file(location)
+        if not isinstance(root, pystac.Catalog):
+            raise SourceError(f"{location!r} is not a STAC catalog or collection.")
+        return list(root.get_items(recursive=True))
+    raise SourceError(
+        f"{location!r} is not a STAC catalog, collection, item or ItemCollection "
+        f"(type {kind!r})."
+    )
+
+
+def _absolutise(item: pystac.Item, location: str) -> None:
+    """Resolve relative asset hrefs of a loose item against the file that held it."""
+    base = Path(location).parent if "://" not in location else None
+    for asset in item.assets.values():
+        href = asset.href
+        if base is not None and "://" not in href and not Path(href).is_absolute():
+            asset.href = str((base / href).resolve())
+
+
+def _item_datetime(item: pystac.Item) -> datetime:
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise SourceError(f"Item {item.id!r} has no datetime or start_datetime.")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _item_matches(item: pystac.Item, query: SearchQuery) -> bool:
+    if query.collections and item.collection_id not in query.collections:
+        return False
+    if not query.timerange.contains(_item_datetime(item)):
+        return False
+    cloud = item.properties.get("eo:cloud_cover")
+    if query.max_cloud_cover is not None and cloud is not None and cloud > query.max_cloud_cover:
+        return False
+    if item.geometry is None:
+        return False
+    footprint = Geometry(item.geometry, "EPSG:4326")
+    return bool(footprint.intersects(query.aoi.geometry))
+
+
+def scene_from_item(item: pystac.Item, *, provider: str = "stac") -> Scene:
+    """Normalise one STAC item into a scene."""
+    props = item.properties
+    baseline = next((str(props[k]) for k in BASELINE_PROPERTIES if props.get(k)), None)
+    chosen: dict[str, tuple[tuple[int, float], BandAsset]] = {}
+    for key, asset in item.assets.items():
+        band = _asset_band(key, asset)
+        if band is None:
+            continue
+        fields = asset.extra_fields
+        first = _first_band_entry(fields)
+        declared_scale = _first_not_none(
+            fields.get("raster:scale"), first.get("raster:scale"), first.get("scale")
+        )
+        declared_offset = _first_not_none(
+            fields.get("raster:offset"), first.get("raster:offset"), first.get("offset")
+        )
+        if band.categorical:
+            scale, offset = 1.0, 0.0
+        else:
+            radiometry = decide_radiometry(
+                declared_scale=declared_scale,
+                declared_offset=declared_offset,
+                baseline=baseline,
+                scene_id=item.id,
+            )
+            scale, offset = radiometry.scale, radiometry.offset
+        nodata = _first_not_none(fields.get("nodata"), first.get("nodata"), 0)
+        resolution = _asset_resolution(fields, first, band)
+        is_cog = 0 if _is_tiff(asset) else 1
+        rank = (is_cog, resolution or float(band.resolution))
+        candidate = BandAsset(
+            href=asset.get_absolute_href() or asset.href,
+            scale=float(scale),
+            offset=float(offset),
+            nodata=None if nodata is None else float(nodata),
+            resolution=resolution,
+        )
+        if band.id not in chosen or rank < chosen[band.id][0]:
+            chosen[band.id] = (rank, candidate)
+    if item.geometry is None:
+        raise SourceError(f"Item {item.id!r} has no geometry; cannot place it.")
+    return Scene(
+        id=item.id,
+        datetime=_item_datetime(item),
+        footprint=Geometry(item.geometry, "EPSG:4326"),
+        bands={band_id: asset for band_id, (_, asset) in chosen.items()},
+        crs=_item_crs(item),
+        tile=_item_tile(props),
+        cloud_cover=props.get("eo:cloud_cover"),
+        processing_baseline=baseline,
+        provider=provider,
+        collection=item.collection_id,
+    )
+
+
+def _asset_band(key: str, asset: pystac.Asset) -> Band | None:
+    media = (asset.media_type or "").lower()
+    href = asset.href.lower().split("?")[0]
+    if not (media.startswith(_RASTER_MEDIA) or href.endswith(_RASTER_SUFFIXES)):
+        return None
+    entries = asset.extra_fields.get("bands") or asset.extra_fields.get("eo:bands") or []
+    if len(entries) > 1:
+        return None  # multi-band assets (TCI/visual) are previews, not measurements
+    for name in (key, *(e.get("name", "") for e in entries)):
+        try:
+            return canonical_band(name)
+        except InvalidInputError:
+            continue
+    return None
+
+
+def _first_band_entry(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key in ("bands", "raster:bands"):
+        entries = fields.get(key)
+        if entries:
+            return dict(entries[0])
+    return {}
+
+
+def _first_not_none(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _asset_resolution(
+    fields: Mapping[str, Any], first: Mapping[str, Any], band: Band
+) -> float | None:
+    value = _first_not_none(fields.get("gsd"), first.get("spatial_resolution"))
+    if value is None and fields.get("proj:transform"):
+        value = abs(float(fields["proj:transform"][0]))
+    return None if value is None else float(value)
+
+
+def _is_tiff(asset: pystac.Asset) -> bool:
+    media = (asset.media_type or "").lower()
+    return "tiff" in media or asset.href.lower().split("?")[0].endswith((".tif", ".tiff"))
+
+
+def _item_crs(item: pystac.Item) -> str | None:
+    props = item.properties
+    code = props.get("proj:code")
+    if code:
+        return str(code)
+    epsg = props.get("proj:epsg")
+    if epsg:
+        return f"EPSG:{int(epsg)}"
+    for asset in item.assets.values():
+        code = asset.extra_fields.get("proj:code")
+        if code:
+            return str(code)
+        epsg = asset.extra_fields.get("proj:epsg")
+        if epsg:
+            return f"EPSG:{int(epsg)}"
+    return None
+
+
+def _item_tile(props: Mapping[str, Any]) -> str | None:
+    code = props.get("grid:code")
+    if isinstance(code, str) and code.upper().startswith("MGRS-"):
+        return code[5:]
+    if props.get("s2:mgrs_tile"):
+        return str(props["s2:mgrs_tile"])
+    parts = [props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")]
+    if all(p is not None for p in parts):
+        return f"{int(parts[0]):02d}{parts[1]}{parts[2]}"
+    return None

@@ -1,0 +1,56 @@
+"""Values passed between the load, mask, reduce and write stages.
+
+Reflectance travels as int16 holding ``round(reflectance * 10000)`` (so negative reflectance is
+kept) with :data:`NODATA` for "no data"; the small integer type keeps a tile's stack at about one
+copy of its input. Outputs use the same encoding, decoded by ``scale_factor``/``add_offset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+
+#: Stored value meaning "no data" (also the output ``_FillValue``).
+NODATA = np.int16(-32768)
+#: Reflectance represented by one integer step.
+REFLECTANCE_SCALE = 1e-4
+#: Largest and smallest storable reflectance values (the int16 range minus the nodata value).
+VALUE_MIN, VALUE_MAX = -32767, 32767
+
+
+@dataclass(frozen=True)
+class Stack:
+    """All observations of one tile for one period, one layer per solar day."""
+
+    geobox: GeoBox
+    days: tuple[date, ...]
+    """Solar day of each time layer (same-day scenes already merged)."""
+    bands: tuple[str, ...]
+    """Canonical band ids, in request order."""
+    data: np.ndarray
+    """``(time, band, y, x)`` int16 reflectance * 10000, :data:`NODATA` where missing."""
+    scl: np.ndarray | None
+    """``(time, y, x)`` uint8 scene classification (0 where missing), when loaded."""
+    inside: np.ndarray | None = None
+    """``(y, x)`` bool: pixels inside the area of interest (``None``: all of them)."""
+
+    @property
+    def has_data(self) -> np.ndarray:
+        """``(time, y, x)`` bool: every band has a value (and the pixel is inside the area)."""
+        present = np.all(self.data != NODATA, axis=1)
+        if self.inside is not None:
+            present &= self.inside[np.newaxis]
+        return present
+
+
+@dataclass(frozen=True)
+class Composite:
+    """The reduction of one stack: one value per band and pixel, and the observation count."""
+
+    values: np.ndarray
+    """``(band, y, x)`` int16 reflectance * 10000, :data:`NODATA` where no observation."""
+    observations: np.ndarray
+    """``(y, x)`` uint16: distinct clear solar days used per pixel."""

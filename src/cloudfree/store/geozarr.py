@@ -1,0 +1,42 @@
+"""GeoZarr convention attributes (``proj:``, ``spatial:``) for a GeoBox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odc.geo.geobox import GeoBox
+
+PROJ_CONVENTION = {
+    "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+    "schema_url": "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-experimental/geo-proj/blob/v1/README.md",
+    "name": "proj:",
+    "description": "Coordinate reference system information for geospatial data",
+}
+SPATIAL_CONVENTION = {
+    "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+    "name": "spatial:",
+    "description": "Spatial coordinate information",
+}
+
+
+def geozarr_attributes(geobox: GeoBox, *, dims: tuple[str, str] = ("y", "x")) -> dict[str, Any]:
+    """Group attributes declaring the grid per the GeoZarr ``proj:`` and ``spatial:`` conventions."""
+    a = geobox.affine
+    bbox = geobox.extent.boundingbox
+    attrs: dict[str, Any] = {
+        "zarr_conventions": [PROJ_CONVENTION, SPATIAL_CONVENTION],
+        "spatial:dimensions": list(dims),
+        "spatial:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+        "spatial:shape": [geobox.shape.y, geobox.shape.x],
+        "spatial:bbox": [bbox.left, bbox.bottom, bbox.right, bbox.top],
+        "spatial:registration": "pixel",
+    }
+    epsg = geobox.crs.epsg
+    if epsg is not None:
+        attrs["proj:code"] = f"EPSG:{epsg}"
+    else:
+        attrs["proj:wkt2"] = geobox.crs.to_wkt()
+    return attrs

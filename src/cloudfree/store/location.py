@@ -1,0 +1,65 @@
+"""Output locations: local paths or fsspec URLs, checked and cleared the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import fsspec
+
+from cloudfree.errors import OutputExistsError
+
+
+def is_remote(url: str) -> bool:
+    """Whether ``url`` names an object store or other non-local location."""
+    scheme = urlparse(str(url)).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
+def local_path(url: str) -> Path:
+    """The filesystem path of a local location (plain path or ``file://`` URL)."""
+    parsed = urlparse(str(url))
+    return Path(parsed.path if parsed.scheme == "file" else str(url))
+
+
+def exists(url: str) -> bool:
+    """Whether anything is stored at ``url``."""
+    if is_remote(url):
+        fs, path = fsspec.core.url_to_fs(url)
+        return bool(fs.exists(path))
+    return local_path(url).exists()
+
+
+def check_writable(url: str, *, overwrite: bool, what: str) -> None:
+    """Refuse an existing output unless ``overwrite``; nothing is deleted here."""
+    if exists(url) and not overwrite:
+        raise OutputExistsError(
+            f"{what} {url} already exists; choose another location or pass --overwrite "
+            "to replace it."
+        )
+
+
+def remove(url: str) -> None:
+    """Delete whatever is stored at ``url`` (only called for an explicit overwrite)."""
+    if not exists(url):
+        return
+    fs, path = fsspec.core.url_to_fs(str(url))
+    fs.rm(path, recursive=True)
+
+
+def write_bytes(url: str, payload: bytes) -> None:
+    """Write a small file (JSON, PNG) to a local path or URL, creating parent folders."""
+    if not is_remote(url):
+        target = local_path(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+        return
+    with fsspec.open(url, "wb") as handle:
+        handle.write(payload)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path segments onto a local path or URL."""
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(local_path(base).joinpath(*parts))

@@ -1,0 +1,111 @@
+"""The mosaic store: Zarr v3, one data variable per band ``(time, y, x)``, one chunk per tile.
+
+The layout is written once from an xarray template (so xarray, rioxarray and GDAL read the CF
+``spatial_ref`` grid mapping and decode ``scale_factor``/``add_offset``/``_FillValue``); each work
+unit then writes exactly one chunk region with zarr, so tiles never race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from odc.geo.xr import xr_coords
+
+from cloudfree.grid import Plan, WorkUnit
+from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Composite
+from cloudfree.store.geozarr import geozarr_attributes
+
+OBSERVATIONS = "observations"
+
+
+def create_store(
+    url: str,
+    plan: Plan,
+    band_names: Sequence[str],
+    *,
+    attrs: Mapping[str, Any],
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the store's metadata and coordinates; every data chunk starts as nodata."""
+    chunk = plan.chunk_size
+    shape = plan.shape
+    chunks = (1, min(chunk, shape[1]), min(chunk, shape[2]))
+    coords = xr_coords(plan.geobox, crs_coord_name="spatial_ref")
+    times = pd.DatetimeIndex([pd.Timestamp(p.start) for p in plan.periods])
+    variables: dict[str, xr.DataArray] = {}
+    for name in band_names:
+        var = xr.DataArray(
+            da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+            dims=("time", "y", "x"),
+            attrs={
+                "grid_mapping": "spatial_ref",
+                "long_name": f"{name} surface reflectance",
+                "units": "1",
+            },
+        )
+        var.encoding = {
+            "dtype": "int16",
+            "_FillValue": int(NODATA),
+            "fill_value": int(NODATA),
+            "scale_factor": REFLECTANCE_SCALE,
+            "add_offset": 0.0,
+            "chunks": chunks,
+        }
+        variables[name] = var
+    obs = xr.DataArray(
+        da.zeros(shape, dtype=np.uint16, chunks=chunks),
+        dims=("time", "y", "x"),
+        attrs={
+            "grid_mapping": "spatial_ref",
+            "long_name": "number of clear observations (distinct solar days)",
+            "units": "1",
+        },
+    )
+    obs.encoding = {"dtype": "uint16", "_FillValue": None, "fill_value": 0, "chunks": chunks}
+    variables[OBSERVATIONS] = obs
+    ds = xr.Dataset(variables, coords={"time": times, **coords})
+    ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
+    ds.attrs.update(geozarr_attributes(plan.geobox))
+    ds.attrs.update(attrs)
+    ds.to_zarr(
+        url,
+        mode="w-",
+        compute=False,
+        zarr_format=3,
+        consolidated=True,
+        storage_options=dict(storage_options) if storage_options else None,
+    )
+
+
+class MosaicStore:
+    """Region writes into a store made by :func:`create_store`."""
+
+    def __init__(self, url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self._group = zarr.open_group(
+            url, mode="r+", storage_options=dict(storage_options) if storage_options else None
+        )
+
+    def write(
+        self, plan: Plan, unit: WorkUnit, band_names: Sequence[str], composite: Composite
+    ) -> None:
+        """Write one unit's composite into exactly its tile region."""
+        ys, xs = plan.tiles.roi[unit.tile]
+        t = unit.period_index
+        for i, name in enumerate(band_names):
+            self._group[name][t, ys, xs] = composite.values[i]
+        self._group[OBSERVATIONS][t, ys, xs] = composite.observations
+
+    def read_period(self, name: str, period_index: int, ys: slice, xs: slice) -> np.ndarray:
+        """Raw stored values of one variable for one period and region."""
+        return np.asarray(self._group[name][period_index, ys, xs])
+
+    def finish(self) -> None:
+        """Consolidate metadata so readers open the store with one request."""
+        zarr.consolidate_metadata(self._group.store)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The shared real Sentinel-2 material, or a skip saying where it was looked for."""
+    if not (REALDATA / "MANIFEST.md").exists():
+        pytest.skip(f"real third-party data not found at {REALDATA} (it sits beside the checkout in CI)")
+    return REALDATA
