@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: GDAL options cloudfree sets for every read, each with the reason.
-GDAL_DEFAULTS: Mapping[str, str] = {
+GDAL_DEFAULTS: Mapping[str, str | int] = {
     # Opening a COG over HTTP/S3 must not list its "directory" to look for sidecar files:
     # listing a bucket prefix is slow and often forbidden. COGs carry everything inline.
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -28,8 +28,8 @@ GDAL_DEFAULTS: Mapping[str, str] = {
     # Cache file headers and tiles per process so overlapping windows are not fetched twice.
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
-    # Keep decoded blocks bounded; each worker reads one tile at a time.
-    "GDAL_CACHEMAX": "256",
+    # Keep decoded blocks bounded (MB); each worker reads one tile at a time.
+    "GDAL_CACHEMAX": 256,
     # Warping reads exactly the source window odc-geo computed; one thread per read because
     # cloudfree parallelises over tiles and scenes itself.
     "GDAL_NUM_THREADS": "1",
@@ -44,7 +44,7 @@ class ReadSettings:
     """Attempts per band read before it is recorded as failed (rule 5: no silent nodata)."""
     retry_backoff: float = 0.5
     """Seconds before the first retry; doubled at each further attempt."""
-    gdal_options: Mapping[str, str] = field(default_factory=lambda: dict(GDAL_DEFAULTS))
+    gdal_options: Mapping[str, str | int] = field(default_factory=lambda: dict(GDAL_DEFAULTS))
     """GDAL configuration used for every read (``GDAL_DEFAULTS`` plus ``CLOUDFREE_GDAL_*``)."""
 
 
@@ -55,7 +55,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     variable sets GDAL option ``<OPTION>`` (e.g. ``CLOUDFREE_GDAL_GDAL_HTTP_TIMEOUT=30``).
     """
     env = os.environ if environ is None else environ
-    options = dict(GDAL_DEFAULTS)
+    options: dict[str, str | int] = dict(GDAL_DEFAULTS)
     prefix = "CLOUDFREE_GDAL_"
     for key, value in env.items():
         if key.startswith(prefix) and len(key) > len(prefix):

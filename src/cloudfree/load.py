@@ -161,8 +161,9 @@ def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
     shift = asset.offset / REFLECTANCE_SCALE
     value = np.rint(dn * np.float32(factor) + np.float32(shift))
     missing = np.isnan(value)
+    value[missing] = 0
     np.clip(value, VALUE_MIN, VALUE_MAX, out=value)
-    out = value.astype(np.int16, casting="unsafe")
+    out = value.astype(np.int16)
     out[missing] = NODATA
     return out
 

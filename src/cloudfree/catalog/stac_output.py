@@ -26,9 +26,9 @@ from cloudfree.timeframe import Period
 EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
-    "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
 ]
 ZARR_MEDIA_TYPE = "application/vnd.zarr; version=3"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -53,6 +53,7 @@ def multihash_sha256(payload: bytes) -> str:
 
 
 def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
+    """STAC 1.1 ``bands`` (names, eo v2 wavelengths, nodata and data type)."""
     entries: list[dict[str, object]] = []
     for name, band in bands:
         entry: dict[str, object] = {
@@ -60,8 +61,6 @@ def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
             "description": f"{band.id} surface reflectance",
             "nodata": int(NODATA),
             "data_type": "int16",
-            "raster:scale": REFLECTANCE_SCALE,
-            "raster:offset": 0.0,
         }
         if band.common_name:
             entry["eo:common_name"] = band.common_name
@@ -71,6 +70,19 @@ def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
             entry["eo:full_width_half_max"] = band.full_width_half_max
         entries.append(entry)
     return entries
+
+
+def _raster_bands(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
+    """raster v1.1 ``raster:bands``: how stored integers decode to reflectance."""
+    return [
+        {
+            "nodata": int(NODATA),
+            "data_type": "int16",
+            "scale": REFLECTANCE_SCALE,
+            "offset": 0.0,
+        }
+        for _ in bands
+    ]
 
 
 def build_collection(
@@ -105,6 +117,7 @@ def build_collection(
     ]
     a = geobox.affine
     band_entries = _band_entries(bands)
+    raster_bands = _raster_bands(bands)
     for out in outputs:
         start = datetime.combine(out.period.start, time.min, tzinfo=UTC)
         end = datetime.combine(out.period.end, time.min, tzinfo=UTC) - timedelta(seconds=1)
@@ -137,11 +150,11 @@ def build_collection(
                 media_type=ZARR_MEDIA_TYPE,
                 roles=["data"],
                 title="Zarr v3 / GeoZarr store (all periods)",
-                extra_fields={"bands": band_entries},
+                extra_fields={"bands": band_entries, "raster:bands": raster_bands},
             ),
         )
         if out.cog_url is not None:
-            fields: dict[str, object] = {"bands": band_entries}
+            fields: dict[str, object] = {"bands": band_entries, "raster:bands": raster_bands}
             if out.cog_checksum:
                 fields["file:checksum"] = out.cog_checksum
                 fields["file:size"] = out.cog_size
@@ -180,7 +193,9 @@ def save_collection(collection: pystac.Collection, root_url: str) -> str:
     Layout: ``root/collection.json`` and ``root/<item id>/<item id>.json``; asset hrefs become
     relative where they share a filesystem with the catalog.
     """
-    collection.normalize_hrefs(root_url)
+    root = root_url if location.is_remote(root_url) else str(location.local_path(root_url).resolve())
+    # The trailing slash tells pystac the root is a folder even when its name has a dot.
+    collection.normalize_hrefs(root.rstrip("/") + "/")
     collection.make_all_asset_hrefs_relative()
     objects: list[pystac.STACObject] = [collection, *collection.get_items()]
     for obj in objects:

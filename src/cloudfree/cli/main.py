@@ -101,7 +101,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "scl_valid",
     default=None,
     help="Comma-separated SCL classes kept by the scl mask, by name or number "
-    "(default: dark_area_pixels,vegetation,not_vegetated,water,snow).",
+    "(default: dark_area_pixels,vegetation,not_vegetated,water).",
 )
 @click.option("--method", type=click.Choice(compositor_names()), default=None, help="Compositing method (default median).")
 @click.option("--quantile", type=click.FloatRange(0, 1), default=None, help="Q for --method quantile.")

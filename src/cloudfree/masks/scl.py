@@ -22,9 +22,18 @@ CDSE_L3_VALID = frozenset(
         SclClass.SNOW,
     }
 )
-#: Default valid classes: the CDSE-L3 set, so clouds (8, 9), cirrus (10), shadows (3), defective
-#: (1), unclassified (7) and no data (0) are all excluded.
-DEFAULT_VALID = CDSE_L3_VALID
+#: Default valid classes: clear land and water (dark area, vegetation, not vegetated, water).
+#: Clouds (8, 9), cirrus (10), shadows (3), defective (1), unclassified (7, often cloud fringes),
+#: no data (0) and snow (11, transient cover that is not the surface a cloud-free mosaic shows)
+#: are excluded. The ``cdse-l3`` preset keeps snow, as the published product does.
+DEFAULT_VALID = frozenset(
+    {
+        SclClass.DARK_AREA_PIXELS,
+        SclClass.VEGETATION,
+        SclClass.NOT_VEGETATED,
+        SclClass.WATER,
+    }
+)
 
 
 def parse_classes(values: Iterable[str | int | SclClass]) -> frozenset[SclClass]:
