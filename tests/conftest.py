@@ -13,3 +13,11 @@ def realdata() -> Path:
     if not (REALDATA / "MANIFEST.md").exists():
         pytest.skip(f"real third-party data not found at {REALDATA} (it sits beside the checkout in CI)")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory):
+    """A small synthetic archive (two 256 x 256 px tiles in two UTM zones, 12 dates)."""
+    from cloudfree.testing import make_archive
+
+    return make_archive(tmp_path_factory.mktemp("archive"), seed=7, tile_size=256)

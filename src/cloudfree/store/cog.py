@@ -20,7 +20,6 @@ from cloudfree.store.zarr_store import MosaicStore
 COG_OPTIONS = {
     "COMPRESS": "DEFLATE",  # lossless, read by every GDAL build
     "PREDICTOR": "2",  # horizontal differencing: integer reflectance compresses ~30% better
-    "BLOCKSIZE": "512",  # the usual COG tile; one range request per tile in viewers
     "OVERVIEW_RESAMPLING": "AVERAGE",  # reflectance overviews average, ignoring nodata
     "BIGTIFF": "IF_SAFER",
 }
@@ -39,6 +38,8 @@ def write_period_cog(
     then GDAL's COG driver adds overviews and writes the final layout.
     """
     gbox = plan.geobox
+    # 512 is the usual COG tile; smaller images get 256 so they still carry an overview level.
+    blocksize = 512 if max(gbox.shape.yx) >= 1024 else 256
     profile = {
         "driver": "GTiff",
         "width": gbox.shape.x,
@@ -49,8 +50,8 @@ def write_period_cog(
         "crs": gbox.crs.to_wkt(),
         "transform": gbox.affine,
         "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
         "compress": "DEFLATE",
         "BIGTIFF": "IF_SAFER",
     }
@@ -71,10 +72,10 @@ def write_period_cog(
                         dst.write(block, i, window=window)
         if location.is_remote(url):
             final = Path(tmp) / "final.tif"
-            rasterio.shutil.copy(staging, final, driver="COG", **COG_OPTIONS)
+            rasterio.shutil.copy(staging, final, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS)
             with open(final, "rb") as src, fsspec.open(url, "wb") as out:
                 out.write(src.read())
         else:
             target = location.local_path(url)
             target.parent.mkdir(parents=True, exist_ok=True)
-            rasterio.shutil.copy(staging, target, driver="COG", **COG_OPTIONS)
+            rasterio.shutil.copy(staging, target, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS)
