@@ -11,7 +11,9 @@ REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 def realdata() -> Path:
     """The shared real Sentinel-2 material, or a skip saying where it was looked for."""
     if not (REALDATA / "MANIFEST.md").exists():
-        pytest.skip(f"real third-party data not found at {REALDATA} (it sits beside the checkout in CI)")
+        pytest.skip(
+            f"real third-party data not found at {REALDATA} (it sits beside the checkout in CI)"
+        )
     return REALDATA
 
 

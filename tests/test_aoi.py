@@ -46,7 +46,11 @@ def test_geojson_polygon(tmp_path):
             {
                 "type": "FeatureCollection",
                 "features": [
-                    {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(TRIANGLE)}
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": shapely.geometry.mapping(TRIANGLE),
+                    }
                 ],
             }
         )
@@ -59,7 +63,9 @@ def test_geojson_polygon(tmp_path):
 @pytest.mark.parametrize(("suffix", "driver"), [(".gpkg", "GPKG"), (".shp", "ESRI Shapefile")])
 def test_projected_geometry_files_are_reprojected(tmp_path, suffix, driver):
     to_itm = Transformer.from_crs("EPSG:4326", "EPSG:2157", always_xy=True)
-    projected = shapely.transform(TRIANGLE, lambda xy: np.column_stack(to_itm.transform(xy[:, 0], xy[:, 1])))
+    projected = shapely.transform(
+        TRIANGLE, lambda xy: np.column_stack(to_itm.transform(xy[:, 0], xy[:, 1]))
+    )
     path = tmp_path / f"area{suffix}"
     pyogrio.raw.write(
         path,

@@ -25,7 +25,7 @@ def test_provider_names_map_to_one_band(name, expected):
 
 
 def test_unknown_band_names_the_choices():
-    with pytest.raises(InvalidInputError, match="Unknown band 'B13'.*B02"):
+    with pytest.raises(InvalidInputError, match=r"Unknown band 'B13'.*B02"):
         canonical_band("B13")
 
 

@@ -48,7 +48,9 @@ def test_several_quantiles_in_one_pass_match_single_ones(stack):
 
 def test_edges_all_masked_single_value_even_count_and_negative():
     values = np.array([[[5, -300, 7, 1]], [[9, -100, 8, 2]], [[1, 50, 9, 3]]], dtype=np.int16)
-    valid = np.array([[[False, True, True, True]], [[False, True, False, True]], [[False, False, False, False]]])
+    valid = np.array(
+        [[[False, True, True, True]], [[False, True, False, True]], [[False, False, False, False]]]
+    )
     (median,) = masked_quantiles(values, valid, [0.5], NODATA_I)
     # all masked -> nodata; -300,-100 -> -200; one valid -> itself; 1,2 -> 1.5 -> 2 (half to even)
     assert median.tolist() == [[NODATA_I, -200, 7, 2]]

@@ -202,12 +202,18 @@ def test_stac_output_validates_and_points_at_the_outputs(scl_median):
     thumb = tmp / "m.stac" / "m-2021-11-01" / item["assets"]["thumbnail"]["href"]
     import hashlib
 
-    assert item["assets"]["thumbnail"]["file:checksum"] == "1220" + hashlib.sha256(thumb.read_bytes()).hexdigest()
+    assert (
+        item["assets"]["thumbnail"]["file:checksum"]
+        == "1220" + hashlib.sha256(thumb.read_bytes()).hexdigest()
+    )
     from PIL import Image
 
     with Image.open(thumb) as image:
         assert image.mode == "RGBA"
-        assert image.size == (xr.open_zarr(result.out).sizes["x"], xr.open_zarr(result.out).sizes["y"])
+        assert image.size == (
+            xr.open_zarr(result.out).sizes["x"],
+            xr.open_zarr(result.out).sizes["y"],
+        )
 
 
 def test_cdse_l3_preset(archive, tmp_path):
@@ -228,14 +234,29 @@ def test_cdse_l3_preset(archive, tmp_path):
     assert a.red.encoding["_FillValue"] == -32768 and a.red.encoding["dtype"] == np.int16
     assert "observations" in a
     # the first quartile sits below the median wherever both exist
-    median = xr.open_zarr(run(archive, tmp_path, name="med", period="quarter", bands=["red"],
-                              scl_valid_classes=["dark_area_pixels", "vegetation", "not_vegetated", "water", "snow"]).out)
+    median = xr.open_zarr(
+        run(
+            archive,
+            tmp_path,
+            name="med",
+            period="quarter",
+            bands=["red"],
+            scl_valid_classes=["dark_area_pixels", "vegetation", "not_vegetated", "water", "snow"],
+        ).out
+    )
     both = np.isfinite(a.red.values) & np.isfinite(median.red.values)
     assert np.all(a.red.values[both] <= median.red.values[both] + 1e-9)
 
 
 def test_geographic_grid_in_degrees(archive, tmp_path):
-    result = run(archive, tmp_path, crs="EPSG:4326", resolution=0.0002, bbox=archive.overlap_bbox(), bands=["red"])
+    result = run(
+        archive,
+        tmp_path,
+        crs="EPSG:4326",
+        resolution=0.0002,
+        bbox=archive.overlap_bbox(),
+        bands=["red"],
+    )
     ds = xr.open_zarr(result.out)
     assert ds.odc.crs == "EPSG:4326"
     assert ds.odc.geobox.resolution.x == pytest.approx(0.0002)

@@ -13,14 +13,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pystac")
 CASES = [
     (
         "planetary_computer/S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.pc.json",
-        "EPSG:32606", "06VVN", "02.12", 0.0,
+        "EPSG:32606",
+        "06VVN",
+        "02.12",
+        0.0,
         "IMG_DATA/R10m/T06VVN_20190629T212529_B04_10m.tif",
         "IMG_DATA/R20m/T06VVN_20190629T212529_SCL_20m.tif",
     ),
     (
         # Planetary Computer: no raster metadata, baseline 04.00 -> offset from the baseline
         "planetary_computer/S2B_MSIL2A_20220612T182919_R027_T24XWR_20220613T123251.pc.json",
-        "EPSG:32624", "24XWR", "04.00", -0.1,
+        "EPSG:32624",
+        "24XWR",
+        "04.00",
+        -0.1,
         "IMG_DATA/R10m/T24XWR_20220612T182919_B04_10m.tif",
         "IMG_DATA/R20m/T24XWR_20220612T182919_SCL_20m.tif",
     ),
@@ -28,21 +34,30 @@ CASES = [
         # CDSE: Collection-1 reprocessing of a 2022-02 acquisition, offset on the asset; B04_10m
         # is chosen over B04_20m/B04_60m, SCL_20m over SCL_60m
         "cdse/S2A_MSIL2A_20220217T183431_N0510_R027_T13VEK_20240516T022440.cdse.json",
-        "EPSG:32613", "13VEK", "05.10", -0.1,
+        "EPSG:32613",
+        "13VEK",
+        "05.10",
+        -0.1,
         "R10m/T13VEK_20220217T183431_B04_10m.jp2",
         "R20m/T13VEK_20220217T183431_SCL_20m.jp2",
     ),
     (
         # Earth Search v1, baseline 02.14: raster:bands offset 0; COG chosen over the -jp2 alternate
         "earth_search_v1/S2A_29RKH_20200219_0_L2A.es_v1_sentinel-2-l2a.json",
-        "EPSG:32629", "29RKH", "02.14", 0.0,
+        "EPSG:32629",
+        "29RKH",
+        "02.14",
+        0.0,
         "sentinel-s2-l2a-cogs/29/R/KH/2020/2/S2A_29RKH_20200219_0_L2A/B04.tif",
         "sentinel-s2-l2a-cogs/29/R/KH/2020/2/S2A_29RKH_20200219_0_L2A/SCL.tif",
     ),
     (
         # Earth Search Collection-1: uniform offset -0.1
         "earth_search_v1/S2B_T24MWV_20250731T130245_L2A.es_v1_sentinel-2-c1-l2a.json",
-        "EPSG:32724", "24MWV", "05.11", -0.1,
+        "EPSG:32724",
+        "24MWV",
+        "05.11",
+        -0.1,
         "24/M/WV/2025/7/S2B_T24MWV_20250731T130245_L2A/B04.tif",
         "24/M/WV/2025/7/S2B_T24MWV_20250731T130245_L2A/SCL.tif",
     ),
@@ -78,7 +93,13 @@ def test_same_acquisition_on_two_tiles_shares_a_solar_day(realdata):
 
 @pytest.mark.parametrize(
     ("text", "parsed", "offset"),
-    [("02.14", (2, 14), 0.0), ("03.01", (3, 1), 0.0), ("04.00", (4, 0), -0.1), ("N0510", (5, 10), -0.1), ("5.11", (5, 11), -0.1)],
+    [
+        ("02.14", (2, 14), 0.0),
+        ("03.01", (3, 1), 0.0),
+        ("04.00", (4, 0), -0.1),
+        ("N0510", (5, 10), -0.1),
+        ("5.11", (5, 11), -0.1),
+    ],
 )
 def test_baselines(text, parsed, offset):
     assert parse_baseline(text) == parsed
@@ -86,7 +107,9 @@ def test_baselines(text, parsed, offset):
 
 
 def test_declared_metadata_wins_over_the_baseline():
-    decided = decide_radiometry(declared_scale=1e-4, declared_offset=0.0, baseline="05.00", scene_id="x")
+    decided = decide_radiometry(
+        declared_scale=1e-4, declared_offset=0.0, baseline="05.00", scene_id="x"
+    )
     assert (decided.offset, decided.source) == (0.0, "asset metadata")
 
 

@@ -53,9 +53,7 @@ def aoi_from_bbox(bbox: tuple[float, float, float, float] | list[float]) -> Aoi:
                 if limit == 90 and abs(value) <= 180
                 else " The bbox must be in longitude/latitude degrees (EPSG:4326)."
             )
-            raise InvalidInputError(
-                f"bbox {name}={value} is outside [-{limit}, {limit}].{hint}"
-            )
+            raise InvalidInputError(f"bbox {name}={value} is outside [-{limit}, {limit}].{hint}")
     if minx >= maxx or miny >= maxy:
         swapped = []
         if minx >= maxx:

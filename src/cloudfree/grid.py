@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox, GeoboxTiles
@@ -24,14 +25,20 @@ DEFAULT_RESOLUTION_METRES = 10.0
 DEFAULT_CHUNK_SIZE = 1024
 
 
+def geobox_crs(geobox: GeoBox) -> CRS:
+    """The CRS of a grid (cloudfree never builds grids without one)."""
+    if geobox.crs is None:
+        raise InvalidInputError("The output grid has no CRS; pass --crs.")
+    return geobox.crs
+
+
 def parse_crs(text: str) -> CRS:
     """Parse a CRS (``EPSG:2157``, ``epsg:4326``, WKT, PROJ string) or say why not."""
     try:
         return CRS(text.strip())
     except (CRSError, ValueError, TypeError) as exc:
         raise InvalidInputError(
-            f"Unknown CRS {text!r}; use an authority code such as EPSG:32629 or EPSG:4326 "
-            f"({exc})."
+            f"Unknown CRS {text!r}; use an authority code such as EPSG:32629 or EPSG:4326 ({exc})."
         ) from None
 
 
@@ -121,7 +128,7 @@ def make_plan(
     ny, nx = tiles.shape.y, tiles.shape.x
     for iy in range(ny):
         for ix in range(nx):
-            tile_box = tiles[iy, ix]
+            tile_box = cast(GeoBox, tiles[iy, ix])
             extent = tile_box.extent.to_crs("EPSG:4326")
             if aoi.clip and not extent.intersects(area):
                 continue

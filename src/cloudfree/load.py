@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import compute_reproject_roi
+from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 from rasterio.enums import Resampling
@@ -213,13 +213,17 @@ def read_window(
             return None
         level = _overview_level(src.overviews(1), roi.read_shrink)
     if level is None:
-        return _read_level(asset.href, None, geobox, src_gbox, roi, resampling, categorical, src_nodata)
+        return _read_level(
+            asset.href, None, geobox, src_gbox, roi, resampling, categorical, src_nodata
+        )
     with rasterio.open(asset.href, overview_level=level) as ovr:
         ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
         roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
-    return _read_level(asset.href, level, geobox, ovr_gbox, roi, resampling, categorical, src_nodata)
+    return _read_level(
+        asset.href, level, geobox, ovr_gbox, roi, resampling, categorical, src_nodata
+    )
 
 
 def _overview_level(factors: list[int], shrink: int) -> int | None:
@@ -236,7 +240,7 @@ def _read_level(
     level: int | None,
     geobox: GeoBox,
     src_gbox: GeoBox,
-    roi,  # odc.geo.overlap.ReprojectInfo
+    roi: ReprojectInfo,
     resampling: str,
     categorical: bool,
     src_nodata: float,
@@ -247,6 +251,9 @@ def _read_level(
     with rasterio.open(href, **kwargs) as src:
         block = src.read(1, window=window)
     ny, nx = geobox.shape.yx
+    dy, dx = roi.roi_dst
+    dst_roi = (slice(dy.start, dy.stop), slice(dx.start, dx.stop))
+    out: np.ndarray
     if categorical:
         out = np.zeros((ny, nx), dtype=np.uint8)
         dst_nodata: float = 0
@@ -259,9 +266,9 @@ def _read_level(
         piece = block.astype(out.dtype)
         if not categorical:
             piece[block == src_nodata] = np.nan
-        out[roi.roi_dst] = piece
+        out[dst_roi] = piece
         return out
-    dst = np.ascontiguousarray(out[roi.roi_dst])
+    dst = np.ascontiguousarray(out[dst_roi])
     rio_reproject(
         block,
         dst,
@@ -271,5 +278,5 @@ def _read_level(
         src_nodata=src_nodata,
         dst_nodata=dst_nodata,
     )
-    out[roi.roi_dst] = dst
+    out[dst_roi] = dst
     return out

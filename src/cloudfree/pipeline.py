@@ -52,7 +52,7 @@ from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
-from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
+from cloudfree.timeframe import Period, PeriodSpec, parse_period, time_range
 
 log = logging.getLogger(__name__)
 
@@ -193,20 +193,28 @@ def build_request(
         compositor = make_compositor("quantile", quantile=q)
     else:
         if q is not None:
-            raise InvalidInputError(f"--quantile only applies to --method quantile, not {method_name}.")
+            raise InvalidInputError(
+                f"--quantile only applies to --method quantile, not {method_name}."
+            )
         compositor = make_compositor(method_name)
 
     if max_cloud_cover is not None and not 0 <= max_cloud_cover <= 100:
-        raise InvalidInputError(f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}.")
+        raise InvalidInputError(
+            f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}."
+        )
     if max_items is not None and max_items < 1:
         raise InvalidInputError(f"--max-items must be at least 1, got {max_items}.")
     if chunk_size < 64 or chunk_size > 8192:
-        raise InvalidInputError(f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}.")
+        raise InvalidInputError(
+            f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
+        )
     catalog = catalog_dir if catalog_dir is not None else default_catalog_dir(out)
     for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
         if url:
             location.check_writable(url, overwrite=overwrite, what=what)
-    load_check = LoadOptions(bands=tuple(b for _, b in resolved_bands), with_scl=False, resampling=resampling)
+    load_check = LoadOptions(
+        bands=tuple(b for _, b in resolved_bands), with_scl=False, resampling=resampling
+    )
     source = open_source(stac)
     return MosaicRequest(
         source=source,
@@ -372,7 +380,9 @@ def composite_unit(request: MosaicRequest, unit: WorkUnit) -> Composite:
     return request.compositor(stack.data, valid)
 
 
-def finish(request: MosaicRequest, job: Plan, store: MosaicStore) -> tuple[tuple[str, ...], str | None]:
+def finish(
+    request: MosaicRequest, job: Plan, store: MosaicStore
+) -> tuple[tuple[str, ...], str | None]:
     """Stage 5: consolidate the store, write COGs, quick-looks and the STAC collection."""
     store.finish()
     cogs: list[str] = []

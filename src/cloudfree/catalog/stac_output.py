@@ -19,6 +19,7 @@ from odc.geo.geobox import GeoBox
 
 from cloudfree import __version__
 from cloudfree.bands import Band
+from cloudfree.grid import geobox_crs
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE
 from cloudfree.store import location
 from cloudfree.timeframe import Period
@@ -73,7 +74,7 @@ def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
 
 
 def _raster_bands(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
-    """raster v1.1 ``raster:bands``: how stored integers decode to reflectance."""
+    """Raster v1.1 ``raster:bands``: how stored integers decode to reflectance."""
     return [
         {
             "nodata": int(NODATA),
@@ -105,9 +106,7 @@ def build_collection(
     collection = pystac.Collection(
         id=collection_id,
         description=f"Cloud-free Sentinel-2 L2A composites made by cloudfree: {lineage}.",
-        extent=pystac.Extent(
-            pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[t0, t1]])
-        ),
+        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[t0, t1]])),
         license="other",
         title=f"cloudfree mosaic {collection_id}",
     )
@@ -116,6 +115,7 @@ def build_collection(
         pystac.Provider("cloudfree", roles=[pystac.ProviderRole.PROCESSOR]),
     ]
     a = geobox.affine
+    crs = geobox_crs(geobox)
     band_entries = _band_entries(bands)
     raster_bands = _raster_bands(bands)
     for out in outputs:
@@ -129,7 +129,7 @@ def build_collection(
             start_datetime=start,
             end_datetime=end,
             properties={
-                "proj:code": f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else None,
+                "proj:code": f"EPSG:{crs.epsg}" if crs.epsg else None,
                 "proj:shape": [geobox.shape.y, geobox.shape.x],
                 "proj:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
                 "constellation": "sentinel-2",
@@ -141,8 +141,8 @@ def build_collection(
             stac_extensions=list(EXTENSIONS),
             collection=collection_id,
         )
-        if geobox.crs.epsg is None:
-            item.properties["proj:wkt2"] = geobox.crs.to_wkt()
+        if crs.epsg is None:
+            item.properties["proj:wkt2"] = crs.to_wkt()
         item.add_asset(
             "zarr",
             pystac.Asset(
@@ -193,7 +193,9 @@ def save_collection(collection: pystac.Collection, root_url: str) -> str:
     Layout: ``root/collection.json`` and ``root/<item id>/<item id>.json``; asset hrefs become
     relative where they share a filesystem with the catalog.
     """
-    root = root_url if location.is_remote(root_url) else str(location.local_path(root_url).resolve())
+    root = (
+        root_url if location.is_remote(root_url) else str(location.local_path(root_url).resolve())
+    )
     # The trailing slash tells pystac the root is a folder even when its name has a dot.
     collection.normalize_hrefs(root.rstrip("/") + "/")
     collection.make_all_asset_hrefs_relative()

@@ -72,8 +72,12 @@ def _progress(enabled: bool, description: str) -> Iterator[Callable[[int, int], 
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Cloud-free Sentinel-2 mosaics and analysis-ready data cubes."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("cloudfree").setLevel(level)
     ctx.obj = {"quiet": quiet}
 
@@ -103,13 +107,29 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Comma-separated SCL classes kept by the scl mask, by name or number "
     "(default: dark_area_pixels,vegetation,not_vegetated,water).",
 )
-@click.option("--method", type=click.Choice(compositor_names()), default=None, help="Compositing method (default median).")
-@click.option("--quantile", type=click.FloatRange(0, 1), default=None, help="Q for --method quantile.")
-@click.option("--preset", type=click.Choice(["cdse-l3"]), default=None, help="A published product definition.")
-@click.option("--period", type=PERIOD, default=None, help="all, month, quarter or <N>months (default all).")
+@click.option(
+    "--method",
+    type=click.Choice(compositor_names()),
+    default=None,
+    help="Compositing method (default median).",
+)
+@click.option(
+    "--quantile", type=click.FloatRange(0, 1), default=None, help="Q for --method quantile."
+)
+@click.option(
+    "--preset", type=click.Choice(["cdse-l3"]), default=None, help="A published product definition."
+)
+@click.option(
+    "--period", type=PERIOD, default=None, help="all, month, quarter or <N>months (default all)."
+)
 @click.option("--out", required=True, help="Zarr store path or URL to write.")
 @click.option("--cog", "cog_dir", default=None, help="Folder for one multi-band COG per period.")
-@click.option("--catalog", "catalog_dir", default=None, help="Folder for the STAC collection (default: <out>.stac).")
+@click.option(
+    "--catalog",
+    "catalog_dir",
+    default=None,
+    help="Folder for the STAC collection (default: <out>.stac).",
+)
 @click.option("--no-quicklook", is_flag=True, help="Skip the PNG quick-looks.")
 @click.option(
     "--resampling",
@@ -118,7 +138,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     show_default=True,
     help="Resampling for reflectance (SCL is always nearest).",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads (default: CPU count).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default: CPU count).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 @_handle_errors
@@ -144,7 +169,9 @@ def mosaic(ctx: click.Context, scl_valid: str | None, no_quicklook: bool, **opti
 
 @cli.command()
 @source_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @_handle_errors
 def search(fmt: str, **options: Any) -> None:
     """List the scenes a mosaic with these options would use."""
@@ -155,7 +182,11 @@ def search(fmt: str, **options: Any) -> None:
 
     if (options["bbox"] is None) == (options["geometry_file"] is None):
         raise InvalidInputError("Give exactly one of --bbox or --geometry-file.")
-    aoi = aoi_from_bbox(list(options["bbox"])) if options["bbox"] else aoi_from_file(options["geometry_file"])
+    aoi = (
+        aoi_from_bbox(list(options["bbox"]))
+        if options["bbox"]
+        else aoi_from_file(options["geometry_file"])
+    )
     query = SearchQuery(
         aoi=aoi,
         timerange=time_range(options["start_date"], options["end_date"]),
@@ -190,9 +221,10 @@ def search(fmt: str, **options: Any) -> None:
 
     table = Table("solar day", "id", "crs", "cloud %", "baseline", "offset")
     previous = None
-    for row, scene in zip(rows, scenes, strict=True):
-        day = row["solar_day"] if row["solar_day"] != previous else "  〃"
-        previous = row["solar_day"]
+    for scene in scenes:
+        solar_day = scene.solar_day.isoformat()
+        day = solar_day if solar_day != previous else "  〃"
+        previous = solar_day
         offsets = sorted({f"{b.offset:g}" for k, b in scene.bands.items() if k != "SCL"})
         table.add_row(
             day,

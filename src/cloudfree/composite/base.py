@@ -78,7 +78,9 @@ class QuantileCompositor:
         values = np.empty(data.shape[1:], dtype=np.int16)
         for b in range(data.shape[1]):
             band = data[:, b]
-            (values[b],) = masked_quantiles(band, valid & (band != NODATA), [self.quantile], NODATA)
+            (values[b],) = masked_quantiles(
+                band, valid & (band != NODATA), [self.quantile], int(NODATA)
+            )
         return Composite(values=values, observations=observation_count(valid))
 
     def describe(self) -> str:

@@ -27,7 +27,11 @@ from cloudfree.sources.base import SearchQuery
 log = logging.getLogger(__name__)
 
 #: Item properties that name the ESA processing baseline, by provider convention.
-BASELINE_PROPERTIES = ("s2:processing_baseline", "processing:version", "sentinel:processing_baseline")
+BASELINE_PROPERTIES = (
+    "s2:processing_baseline",
+    "processing:version",
+    "sentinel:processing_baseline",
+)
 
 ItemModifier = Callable[[pystac.Item], pystac.Item]
 """A hook applied to every item before use (e.g. URL signing); never changes outputs."""
@@ -137,8 +141,7 @@ def _file_items(location: str) -> Iterable[pystac.Item]:
             raise SourceError(f"{location!r} is not a STAC catalog or collection.")
         return list(root.get_items(recursive=True))
     raise SourceError(
-        f"{location!r} is not a STAC catalog, collection, item or ItemCollection "
-        f"(type {kind!r})."
+        f"{location!r} is not a STAC catalog, collection, item or ItemCollection (type {kind!r})."
     )
 
 
@@ -294,7 +297,9 @@ def _item_tile(props: Mapping[str, Any]) -> str | None:
         return code[5:]
     if props.get("s2:mgrs_tile"):
         return str(props["s2:mgrs_tile"])
-    parts = [props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")]
-    if all(p is not None for p in parts):
-        return f"{int(parts[0]):02d}{parts[1]}{parts[2]}"
+    zone, band, square = (
+        props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")
+    )
+    if zone is not None and band is not None and square is not None:
+        return f"{int(zone):02d}{band}{square}"
     return None

@@ -11,7 +11,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from cloudfree.grid import Plan
+from cloudfree.grid import Plan, geobox_crs
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE
 from cloudfree.store import location
 from cloudfree.store.zarr_store import MosaicStore
@@ -47,7 +47,7 @@ def write_period_cog(
         "count": len(band_names),
         "dtype": "int16",
         "nodata": int(NODATA),
-        "crs": gbox.crs.to_wkt(),
+        "crs": geobox_crs(gbox).to_wkt(),
         "transform": gbox.affine,
         "tiled": True,
         "blockxsize": blocksize,
@@ -72,10 +72,14 @@ def write_period_cog(
                         dst.write(block, i, window=window)
         if location.is_remote(url):
             final = Path(tmp) / "final.tif"
-            rasterio.shutil.copy(staging, final, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS)
+            rasterio.shutil.copy(
+                staging, final, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS
+            )
             with open(final, "rb") as src, fsspec.open(url, "wb") as out:
                 out.write(src.read())
         else:
             target = location.local_path(url)
             target.parent.mkdir(parents=True, exist_ok=True)
-            rasterio.shutil.copy(staging, target, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS)
+            rasterio.shutil.copy(
+                staging, target, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS
+            )

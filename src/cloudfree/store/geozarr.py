@@ -6,6 +6,8 @@ from typing import Any
 
 from odc.geo.geobox import GeoBox
 
+from cloudfree.grid import geobox_crs
+
 PROJ_CONVENTION = {
     "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
     "schema_url": "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json",
@@ -23,7 +25,7 @@ SPATIAL_CONVENTION = {
 
 
 def geozarr_attributes(geobox: GeoBox, *, dims: tuple[str, str] = ("y", "x")) -> dict[str, Any]:
-    """Group attributes declaring the grid per the GeoZarr ``proj:`` and ``spatial:`` conventions."""
+    """Group attributes for the grid, in the GeoZarr ``proj:`` and ``spatial:`` conventions."""
     a = geobox.affine
     bbox = geobox.extent.boundingbox
     attrs: dict[str, Any] = {
@@ -34,9 +36,9 @@ def geozarr_attributes(geobox: GeoBox, *, dims: tuple[str, str] = ("y", "x")) ->
         "spatial:bbox": [bbox.left, bbox.bottom, bbox.right, bbox.top],
         "spatial:registration": "pixel",
     }
-    epsg = geobox.crs.epsg
-    if epsg is not None:
-        attrs["proj:code"] = f"EPSG:{epsg}"
+    crs = geobox_crs(geobox)
+    if crs.epsg is not None:
+        attrs["proj:code"] = f"EPSG:{crs.epsg}"
     else:
-        attrs["proj:wkt2"] = geobox.crs.to_wkt()
+        attrs["proj:wkt2"] = crs.to_wkt()
     return attrs

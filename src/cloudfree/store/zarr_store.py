@@ -99,12 +99,18 @@ class MosaicStore:
         ys, xs = plan.tiles.roi[unit.tile]
         t = unit.period_index
         for i, name in enumerate(band_names):
-            self._group[name][t, ys, xs] = composite.values[i]
-        self._group[OBSERVATIONS][t, ys, xs] = composite.observations
+            self._array(name)[t, ys, xs] = composite.values[i]
+        self._array(OBSERVATIONS)[t, ys, xs] = composite.observations
 
     def read_period(self, name: str, period_index: int, ys: slice, xs: slice) -> np.ndarray:
         """Raw stored values of one variable for one period and region."""
-        return np.asarray(self._group[name][period_index, ys, xs])
+        return np.asarray(self._array(name)[period_index, ys, xs])
+
+    def _array(self, name: str) -> zarr.Array:
+        node = self._group[name]
+        if not isinstance(node, zarr.Array):
+            raise TypeError(f"{self.url}/{name} is a group, not an array")
+        return node
 
     def finish(self) -> None:
         """Consolidate metadata so readers open the store with one request."""
