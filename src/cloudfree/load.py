@@ -26,6 +26,7 @@ from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -212,18 +213,14 @@ def read_window(
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
         level = _overview_level(src.overviews(1), roi.read_shrink)
-    if level is None:
-        return _read_level(
-            asset.href, None, geobox, src_gbox, roi, resampling, categorical, src_nodata
-        )
+        if level is None:
+            return _read_level(src, geobox, src_gbox, roi, resampling, categorical, src_nodata)
     with rasterio.open(asset.href, overview_level=level) as ovr:
         ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
         roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
-    return _read_level(
-        asset.href, level, geobox, ovr_gbox, roi, resampling, categorical, src_nodata
-    )
+        return _read_level(ovr, geobox, ovr_gbox, roi, resampling, categorical, src_nodata)
 
 
 def _overview_level(factors: list[int], shrink: int) -> int | None:
@@ -236,8 +233,7 @@ def _overview_level(factors: list[int], shrink: int) -> int | None:
 
 
 def _read_level(
-    href: str,
-    level: int | None,
+    src: DatasetReader,
     geobox: GeoBox,
     src_gbox: GeoBox,
     roi: ReprojectInfo,
@@ -247,9 +243,7 @@ def _read_level(
 ) -> np.ndarray:
     ys, xs = roi.roi_src
     window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
-    kwargs = {} if level is None else {"overview_level": level}
-    with rasterio.open(href, **kwargs) as src:
-        block = src.read(1, window=window)
+    block = src.read(1, window=window)
     ny, nx = geobox.shape.yx
     dy, dx = roi.roi_dst
     dst_roi = (slice(dy.start, dy.stop), slice(dx.start, dx.stop))

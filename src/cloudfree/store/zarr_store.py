@@ -7,6 +7,7 @@ unit then writes exactly one chunk region with zarr, so tiles never race.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,16 @@ def create_store(
     ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
     ds.attrs.update(geozarr_attributes(plan.geobox))
     ds.attrs.update(attrs)
+    with warnings.catch_warnings():
+        # Consolidated metadata is a zarr-python extension to v3 that xarray and GDAL read; the
+        # store stays valid for readers that ignore it.
+        warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+        _write_template(ds, url, storage_options)
+
+
+def _write_template(
+    ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None
+) -> None:
     ds.to_zarr(
         url,
         mode="w-",
@@ -114,4 +125,6 @@ class MosaicStore:
 
     def finish(self) -> None:
         """Consolidate metadata so readers open the store with one request."""
-        zarr.consolidate_metadata(self._group.store)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            zarr.consolidate_metadata(self._group.store)
