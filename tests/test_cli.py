@@ -423,11 +423,6 @@ def test_quiet_mosaic_from_item_collection(archive: SyntheticArchive, tmp_path: 
     assert (tmp_path / "quiet.stac" / "collection.json").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: relative --out/--cog are written verbatim as STAC asset hrefs, "
-    "which resolve against the item's folder to files that do not exist",
-)
 def test_stac_hrefs_resolve_with_relative_paths(
     archive: SyntheticArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -563,11 +558,6 @@ def test_search_table_lists_ids(archive: SyntheticArchive) -> None:
     assert "2021-11-03" in result.stdout and "2021-11-18" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: at a standard 80-column width (also when stdout is piped) the table "
-    "ellipsises scene ids, so the default search output does not show them",
-)
 def test_search_table_lists_full_ids_at_80_columns(archive: SyntheticArchive) -> None:
     result = invoke(
         "search",

@@ -200,6 +200,7 @@ def test_stac_output_validates_and_points_at_the_outputs(scl_median):
     assert [b["name"] for b in item["assets"]["cog"]["bands"]] == ["red", "green", "blue", "nir"]
     assert item["assets"]["cog"]["raster:bands"][0]["scale"] == pytest.approx(1e-4)
     thumb = tmp / "m.stac" / "m-2021-11-01" / item["assets"]["thumbnail"]["href"]
+    assert thumb.name == "thumbnail.png"
     import hashlib
 
     assert (
@@ -279,3 +280,29 @@ def test_geometry_file_clips_the_mosaic(archive, tmp_path):
     assert np.isnan(red[1, 1]) and np.isnan(red[1, nx - 2])
     assert np.isfinite(red[ny - 3, nx // 2])
     assert ds.observations.isel(time=0).values[1, 1] == 0
+
+
+def test_outputs_to_an_fsspec_url(archive):
+    """Store, COG, quick-look and STAC go through fsspec for any URL (memory:// here)."""
+    import fsspec
+
+    root = "memory://cloudfree-test"
+    result = cloudfree.mosaic(
+        stac=str(archive.catalog),
+        bbox=archive.overlap_bbox(),
+        start_date=START,
+        end_date=END,
+        bands=["red"],
+        crs="EPSG:2157",
+        resolution=20.0,
+        chunk_size=128,
+        out=f"{root}/m.zarr",
+        cog_dir=f"{root}/cogs",
+    )
+    fs = fsspec.filesystem("memory")
+    assert result.catalog == f"{root}/m.stac/collection.json"
+    assert fs.exists("/cloudfree-test/cogs/2021-11-01.tif")
+    assert fs.exists("/cloudfree-test/m.stac/m-2021-11-01/thumbnail.png")
+    ds = xr.open_zarr(f"{root}/m.zarr")
+    assert float(ds.red.notnull().mean()) > 0.95
+    fs.rm("/cloudfree-test", recursive=True)

@@ -26,8 +26,8 @@ from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 from rasterio.enums import Resampling
-from rasterio.io import DatasetReader
 from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from cloudfree.bands import Band

@@ -25,7 +25,7 @@ from cloudfree.bands import Band, resolve_bands
 from cloudfree.catalog.stac_output import (
     PeriodOutput,
     build_collection,
-    multihash_sha256,
+    item_id,
     save_collection,
 )
 from cloudfree.composite import Compositor, make_compositor
@@ -208,7 +208,10 @@ def build_request(
         raise InvalidInputError(
             f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
         )
-    catalog = catalog_dir if catalog_dir is not None else default_catalog_dir(out)
+    # Local outputs become absolute so STAC hrefs resolve wherever the catalog is read from.
+    out = location.absolute(out)
+    cog_dir = location.absolute(cog_dir) if cog_dir else None
+    catalog = location.absolute(catalog_dir) if catalog_dir else default_catalog_dir(out)
     for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
         if url:
             location.check_writable(url, overwrite=overwrite, what=what)
@@ -388,18 +391,18 @@ def finish(
     cogs: list[str] = []
     outputs: list[PeriodOutput] = []
     for index, period in enumerate(job.periods):
-        cog_url = checksum = size = None
+        cog_url: str | None = None
+        checksum: str | None = None
+        size: int | None = None
         if request.cog_dir:
             cog_url = location.join(request.cog_dir, f"{period.label}.tif")
-            write_period_cog(store, job, request.band_names, index, cog_url)
+            checksum, size = write_period_cog(store, job, request.band_names, index, cog_url)
             cogs.append(cog_url)
-            if not location.is_remote(cog_url):
-                payload = location.local_path(cog_url).read_bytes()
-                checksum, size = multihash_sha256(payload), len(payload)
         ql_url = png = None
         if request.quicklook and request.catalog_dir:
             png = quicklook_png(store, request.band_names, index, job.geobox.shape.yx)
-            ql_url = location.join(request.catalog_dir, period.label, f"{period.label}.png")
+            item = item_id(collection_id_for(request.out), period)
+            ql_url = location.join(request.catalog_dir, item, "thumbnail.png")
             location.write_bytes(ql_url, png)
         outputs.append(
             PeriodOutput(

@@ -48,6 +48,11 @@ class PeriodOutput:
     quicklook_png: bytes | None = None
 
 
+def item_id(collection_id: str, period: Period) -> str:
+    """The id of a period's item (also its folder in the catalog)."""
+    return f"{collection_id}-{period.label}"
+
+
 def multihash_sha256(payload: bytes) -> str:
     """``file:checksum`` value: a sha2-256 multihash in hex."""
     return "1220" + hashlib.sha256(payload).hexdigest()
@@ -122,7 +127,7 @@ def build_collection(
         start = datetime.combine(out.period.start, time.min, tzinfo=UTC)
         end = datetime.combine(out.period.end, time.min, tzinfo=UTC) - timedelta(seconds=1)
         item = pystac.Item(
-            id=f"{collection_id}-{out.period.label}",
+            id=item_id(collection_id, out.period),
             geometry=footprint.json,
             bbox=bbox,
             datetime=None,

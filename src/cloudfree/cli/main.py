@@ -234,7 +234,10 @@ def search(fmt: str, **options: Any) -> None:
             scene.processing_baseline or "?",
             ",".join(offsets),
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 250  # piped or redirected: never crop scene ids
+    console.print(table)
 
 
 @cli.command()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import fsspec
@@ -31,11 +33,12 @@ def write_period_cog(
     band_names: Sequence[str],
     period_index: int,
     url: str,
-) -> None:
+) -> tuple[str, int]:
     """Copy one period of the store into a COG at ``url`` (local path or object-store URL).
 
     The image is assembled tile by tile in a temporary tiled GeoTIFF (memory bounded by one tile),
-    then GDAL's COG driver adds overviews and writes the final layout.
+    then GDAL's COG driver adds overviews and writes the final layout. Returns the file's
+    ``file:checksum`` (sha2-256 multihash) and size in bytes.
     """
     gbox = plan.geobox
     # 512 is the usual COG tile; smaller images get 256 so they still carry an overview level.
@@ -70,16 +73,21 @@ def write_period_cog(
                     for i, name in enumerate(band_names, start=1):
                         block = store.read_period(name, period_index, ys, xs)
                         dst.write(block, i, window=window)
-        if location.is_remote(url):
-            final = Path(tmp) / "final.tif"
-            rasterio.shutil.copy(
-                staging, final, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS
-            )
-            with open(final, "rb") as src, fsspec.open(url, "wb") as out:
-                out.write(src.read())
-        else:
-            target = location.local_path(url)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            rasterio.shutil.copy(
-                staging, target, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS
-            )
+        remote = location.is_remote(url)
+        final = Path(tmp) / "final.tif" if remote else location.local_path(url)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        rasterio.shutil.copy(staging, final, driver="COG", BLOCKSIZE=str(blocksize), **COG_OPTIONS)
+        return _checksum_and_upload(final, url if remote else None)
+
+
+def _checksum_and_upload(path: Path, url: str | None) -> tuple[str, int]:
+    """Stream a file once: its sha2-256 multihash and size, copying it to ``url`` if given."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as src, fsspec.open(url, "wb") if url else nullcontext() as out:
+        while chunk := src.read(8 * 1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    return "1220" + digest.hexdigest(), size

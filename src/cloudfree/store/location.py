@@ -22,6 +22,13 @@ def local_path(url: str) -> Path:
     return Path(parsed.path if parsed.scheme == "file" else str(url))
 
 
+def absolute(url: str) -> str:
+    """A local path made absolute (``~`` expanded); URLs are returned unchanged."""
+    if is_remote(url):
+        return url
+    return str(local_path(url).expanduser().resolve())
+
+
 def exists(url: str) -> bool:
     """Whether anything is stored at ``url``."""
     if is_remote(url):

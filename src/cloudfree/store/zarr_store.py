@@ -81,9 +81,7 @@ def create_store(
         _write_template(ds, url, storage_options)
 
 
-def _write_template(
-    ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None
-) -> None:
+def _write_template(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None) -> None:
     ds.to_zarr(
         url,
         mode="w-",
