@@ -306,3 +306,9 @@ def test_outputs_to_an_fsspec_url(archive):
     ds = xr.open_zarr(f"{root}/m.zarr")
     assert float(ds.red.notnull().mean()) > 0.95
     fs.rm("/cloudfree-test", recursive=True)
+
+
+def test_thread_count_does_not_change_the_result(archive, tmp_path):
+    one = xr.open_zarr(run(archive, tmp_path, name="t1", threads=1, bands=["red", "nir"]).out)
+    two = xr.open_zarr(run(archive, tmp_path, name="t2", threads=2, bands=["red", "nir"]).out)
+    xr.testing.assert_identical(one.load(), two.load())
