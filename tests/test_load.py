@@ -1,0 +1,106 @@
+"""Reading scenes into a tile: radiometry once, nearest SCL, same-day merge, failures reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import rasterio
+from odc.geo.geobox import GeoBox
+
+from cloudfree.bands import BANDS
+from cloudfree.config import ReadSettings
+from cloudfree.errors import ReadError
+from cloudfree.load import LoadOptions, load_stack, redact_href, to_reflectance
+from cloudfree.scene import BandAsset, Scene
+from cloudfree.stack import NODATA
+
+CRS = "EPSG:32629"
+GRID = GeoBox.from_bbox((600_000, 5_900_000, 600_640, 5_900_640), CRS, resolution=10)
+
+
+def write(path, data, resolution, nodata=0):
+    gbox = GeoBox.from_bbox((600_000, 5_900_000, 600_640, 5_900_640), CRS, resolution=resolution)
+    profile = dict(
+        driver="GTiff",
+        width=gbox.shape.x,
+        height=gbox.shape.y,
+        count=1,
+        dtype=data.dtype.name,
+        crs=CRS,
+        transform=gbox.affine,
+        nodata=nodata,
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return str(path)
+
+
+def scene(
+    tmp_path, name, dn, scl, offset, cloud_cover=10.0, when=datetime(2022, 3, 1, 11, 45, tzinfo=UTC)
+):
+    b04 = write(tmp_path / f"{name}_B04.tif", dn, 10)
+    scl_path = write(tmp_path / f"{name}_SCL.tif", scl, 20)
+    footprint = GRID.extent.to_crs("EPSG:4326")
+    return Scene(
+        id=name,
+        datetime=when,
+        footprint=footprint,
+        bands={
+            "B04": BandAsset(b04, 1e-4, offset, 0, 10),
+            "SCL": BandAsset(scl_path, 1.0, 0.0, 0, 20),
+        },
+        crs=CRS,
+        tile=None,
+        cloud_cover=cloud_cover,
+        processing_baseline=None,
+        provider="test",
+    )
+
+
+def test_offset_applied_once_and_negative_reflectance_kept():
+    asset = BandAsset("x", 1e-4, -0.1, 0, 10)
+    dn = np.array([[np.nan, 1000, 1500, 500]], dtype=np.float32)
+    assert to_reflectance(dn, asset).tolist() == [[int(NODATA), 0, 500, -500]]
+
+
+def test_scl_is_read_with_nearest_and_days_are_merged(tmp_path):
+    dn = np.full((64, 64), 1500, np.uint16)
+    scl = np.full((32, 32), 4, np.uint8)
+    scl[:, 16:] = 9  # right half cloudy at 20 m
+    left = dn.copy()
+    left[:, 32:] = 0  # a swath edge: this scene only covers the left half
+    a = scene(tmp_path, "a", left, scl, offset=-0.1, cloud_cover=5)
+    b = scene(tmp_path, "b", dn + 1100, scl, offset=-0.2, cloud_cover=50)
+    stack = load_stack(GRID, [a, b], LoadOptions((BANDS["B04"],), with_scl=True), ReadSettings())
+    assert len(stack.days) == 1  # same solar day, merged
+    assert set(np.unique(stack.scl)) == {4, 9}  # nearest: no interpolated class values
+    # left half from scene a (lower cloud cover), right half filled from scene b
+    assert stack.data[0, 0, 10, 5] == 500
+    assert stack.data[0, 0, 10, 50] == 600
+    assert np.all(stack.data != NODATA)
+
+
+def test_a_failing_read_is_retried_then_reported(tmp_path, caplog):
+    good = scene(
+        tmp_path, "good", np.full((64, 64), 1500, np.uint16), np.full((32, 32), 4, np.uint8), 0.0
+    )
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00 definitely not a tiff")
+    bands = dict(good.bands)
+    bands["B04"] = BandAsset(str(corrupt), 1e-4, 0.0, 0, 10)
+    broken = Scene(**{**good.__dict__, "id": "broken", "bands": bands})
+    with pytest.raises(ReadError, match=r"band B04 of scene 'broken'.*after 2 attempts"):
+        load_stack(
+            GRID,
+            [broken],
+            LoadOptions((BANDS["B04"],), with_scl=False),
+            ReadSettings(retries=2, retry_backoff=0.0),
+        )
+    assert "retrying" in caplog.text
+
+
+def test_hrefs_in_messages_lose_signatures_and_credentials():
+    href = "https://user:secret@example.com/a/B04.tif?se=2030&sig=abc%3D"
+    assert redact_href(href) == "https://example.com/a/B04.tif"
