@@ -223,7 +223,7 @@ def test_mosaic_missing_stac_exits_2(
             ["--bbox", "-6.03", "53.33", "-5.97", "53.36", "--end-date", "2021-10-01"],
             "before start date",
         ),
-        ([], "exactly one of --bbox or --geometry-file"),
+        ([], "No area given"),
     ],
     ids=["swapped bbox", "end before start", "no area"],
 )

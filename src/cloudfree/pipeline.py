@@ -52,7 +52,7 @@ from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
-from cloudfree.timeframe import Period, PeriodSpec, parse_period, time_range
+from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,7 @@ def build_request(
             )
         compositor = make_compositor(method_name)
 
-    if max_cloud_cover is not None and not 0 <= max_cloud_cover <= 100:
-        raise InvalidInputError(
-            f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}."
-        )
-    if max_items is not None and max_items < 1:
-        raise InvalidInputError(f"--max-items must be at least 1, got {max_items}.")
+    query = _query(aoi, timerange, collections, max_cloud_cover, max_items)
     if chunk_size < 64 or chunk_size > 8192:
         raise InvalidInputError(
             f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
@@ -221,13 +216,7 @@ def build_request(
     source = open_source(stac)
     return MosaicRequest(
         source=source,
-        query=SearchQuery(
-            aoi=aoi,
-            timerange=timerange,
-            collections=tuple(collections),
-            max_cloud_cover=max_cloud_cover,
-            max_items=max_items,
-        ),
+        query=query,
         bands=resolved_bands,
         crs=target_crs,
         resolution=resolution,
@@ -244,6 +233,60 @@ def build_request(
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
     )
+
+
+def find_scenes(
+    *,
+    stac: str,
+    bbox: Sequence[float] | None = None,
+    geometry_file: str | Path | None = None,
+    start_date: str | date,
+    end_date: str | date,
+    collections: Iterable[str] = (),
+    max_cloud_cover: float | None = None,
+    max_items: int | None = None,
+) -> list[Scene]:
+    """The scenes a mosaic with these options would use (``cloudfree search``)."""
+    query = _query(
+        _aoi(bbox, geometry_file),
+        time_range(start_date, end_date),
+        collections,
+        max_cloud_cover,
+        max_items,
+    )
+    return _search_or_fail(open_source(stac), query)
+
+
+def _query(
+    aoi: Aoi,
+    timerange: TimeRange,
+    collections: Iterable[str],
+    max_cloud_cover: float | None,
+    max_items: int | None,
+) -> SearchQuery:
+    if max_cloud_cover is not None and not 0 <= max_cloud_cover <= 100:
+        raise InvalidInputError(
+            f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}."
+        )
+    if max_items is not None and max_items < 1:
+        raise InvalidInputError(f"--max-items must be at least 1, got {max_items}.")
+    return SearchQuery(
+        aoi=aoi,
+        timerange=timerange,
+        collections=tuple(collections),
+        max_cloud_cover=max_cloud_cover,
+        max_items=max_items,
+    )
+
+
+def _search_or_fail(source: Source, query: SearchQuery) -> list[Scene]:
+    scenes = source.search(query)
+    if not scenes:
+        raise NoScenesFoundError(
+            f"No scenes found in {source.description} for {query.describe()}. "
+            "Widen the dates or area, raise --max-cloud-cover, or check --collection."
+        )
+    return scenes
 
 
 def default_catalog_dir(out: str) -> str:
@@ -299,12 +342,7 @@ def _apply_preset(
 
 def search(request: MosaicRequest) -> list[Scene]:
     """Stage 1: the scenes to use, checked to hold every band the job needs."""
-    scenes = request.source.search(request.query)
-    if not scenes:
-        raise NoScenesFoundError(
-            f"No scenes found in {request.source.description} for {request.query.describe()}. "
-            "Widen the dates or area, raise --max-cloud-cover, or check --collection."
-        )
+    scenes = _search_or_fail(request.source, request.query)
     needed = [b.id for _, b in request.bands] + (["SCL"] if request.mask.needs_scl else [])
     for scene in scenes:
         missing = [b for b in needed if b not in scene.bands]

@@ -48,6 +48,22 @@ class Scene:
     """Which provider convention the scene was read with."""
     collection: str | None = None
 
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready description (what ``cloudfree search --format json`` prints)."""
+        return {
+            "id": self.id,
+            "datetime": self.datetime.isoformat().replace("+00:00", "Z"),
+            "solar_day": self.solar_day.isoformat(),
+            "crs": self.crs,
+            "tile": self.tile,
+            "cloud_cover": self.cloud_cover,
+            "processing_baseline": self.processing_baseline,
+            "bands": {
+                band: {"href": a.href, "scale": a.scale, "offset": a.offset, "nodata": a.nodata}
+                for band, a in sorted(self.bands.items())
+            },
+        }
+
     @property
     def solar_day(self) -> date:
         """The local solar day of the acquisition (UTC time shifted by longitude / 15 h).

@@ -175,44 +175,10 @@ def mosaic(ctx: click.Context, scl_valid: str | None, no_quicklook: bool, **opti
 @_handle_errors
 def search(fmt: str, **options: Any) -> None:
     """List the scenes a mosaic with these options would use."""
-    from cloudfree.aoi import aoi_from_bbox, aoi_from_file
-    from cloudfree.errors import InvalidInputError, NoScenesFoundError
-    from cloudfree.sources import SearchQuery, open_source
-    from cloudfree.timeframe import time_range
+    from cloudfree.pipeline import find_scenes
 
-    if (options["bbox"] is None) == (options["geometry_file"] is None):
-        raise InvalidInputError("Give exactly one of --bbox or --geometry-file.")
-    aoi = (
-        aoi_from_bbox(list(options["bbox"]))
-        if options["bbox"]
-        else aoi_from_file(options["geometry_file"])
-    )
-    query = SearchQuery(
-        aoi=aoi,
-        timerange=time_range(options["start_date"], options["end_date"]),
-        collections=tuple(options["collections"]),
-        max_cloud_cover=options["max_cloud_cover"],
-        max_items=options["max_items"],
-    )
-    source = open_source(options["stac"])
-    scenes = source.search(query)
-    if not scenes:
-        raise NoScenesFoundError(f"No scenes found in {source.description} for {query.describe()}.")
-    rows = [
-        {
-            "id": s.id,
-            "datetime": s.datetime.isoformat().replace("+00:00", "Z"),
-            "solar_day": s.solar_day.isoformat(),
-            "crs": s.crs,
-            "cloud_cover": s.cloud_cover,
-            "processing_baseline": s.processing_baseline,
-            "bands": {
-                k: {"href": v.href, "scale": v.scale, "offset": v.offset, "nodata": v.nodata}
-                for k, v in sorted(s.bands.items())
-            },
-        }
-        for s in scenes
-    ]
+    scenes = find_scenes(**options)
+    rows = [scene.summary() for scene in scenes]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
