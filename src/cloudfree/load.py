@@ -31,7 +31,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from cloudfree.bands import Band
+from cloudfree.bands import BANDS, Band
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.scene import BandAsset, Scene
@@ -184,7 +184,7 @@ def _read(
     scene does not overlap the tile.
     """
     asset = scene.bands[band_id]
-    categorical = band_id == "SCL"
+    categorical = BANDS[band_id].categorical
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):
         try:

@@ -107,7 +107,8 @@ class MosaicRequest:
     catalog_dir: str | None
     quicklook: bool
     chunk_size: int
-    resampling: str
+    load: LoadOptions
+    """Bands, SCL and resampling of every tile read."""
     overwrite: bool
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
@@ -121,7 +122,8 @@ class MosaicRequest:
         """How the composite was made, in one line."""
         return (
             f"{self.compositor.describe()} per {self.period.text} period, "
-            f"{self.mask.describe()}, same-solar-day scenes merged, {self.resampling} resampling"
+            f"{self.mask.describe()}, same-solar-day scenes merged, "
+            f"{self.load.resampling} resampling"
         )
 
 
@@ -210,9 +212,6 @@ def build_request(
     for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
         if url:
             location.check_writable(url, overwrite=overwrite, what=what)
-    load_check = LoadOptions(
-        bands=tuple(b for _, b in resolved_bands), with_scl=False, resampling=resampling
-    )
     source = open_source(stac)
     return MosaicRequest(
         source=source,
@@ -228,7 +227,11 @@ def build_request(
         catalog_dir=catalog,
         quicklook=quicklook,
         chunk_size=chunk_size,
-        resampling=load_check.resampling,
+        load=LoadOptions(
+            bands=tuple(b for _, b in resolved_bands),
+            with_scl=mask.needs_scl,
+            resampling=resampling,
+        ),
         overwrite=overwrite,
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
@@ -406,17 +409,7 @@ def composite_unit(request: MosaicRequest, unit: WorkUnit) -> Composite:
     inside = None
     if aoi.clip:
         inside = np.asarray(rasterize(aoi.geometry, unit.geobox).values, dtype=bool)
-    stack = load_stack(
-        unit.geobox,
-        unit.scenes,
-        LoadOptions(
-            bands=tuple(b for _, b in request.bands),
-            with_scl=request.mask.needs_scl,
-            resampling=request.resampling,
-        ),
-        request.settings,
-        inside=inside,
-    )
+    stack = load_stack(unit.geobox, unit.scenes, request.load, request.settings, inside=inside)
     valid = request.mask(stack)
     return request.compositor(stack.data, valid)
 

@@ -108,20 +108,22 @@ class PeriodSpec:
 
     months: int
     text: str
+    calendar: bool = False
+    """Periods start on calendar boundaries (quarters: Jan, Apr, Jul, Oct) rather than at the
+    range's first month."""
 
     def split(self, timerange: TimeRange) -> tuple[Period, ...]:
         """The periods covering ``timerange``, in time order."""
         if self.months == 0:
             return (Period(timerange.start, timerange.end + timedelta(days=1)),)
         periods = []
-        step_months = self.months
-        if self.text == "quarter":
-            first = date(timerange.start.year, 3 * ((timerange.start.month - 1) // 3) + 1, 1)
-        else:
-            first = timerange.start.replace(day=1)
-        current = first
+        start = timerange.start
+        month = start.month
+        if self.calendar:
+            month -= (month - 1) % self.months
+        current = date(start.year, month, 1)
         while current <= timerange.end:
-            nxt = _add_months(current, step_months)
+            nxt = _add_months(current, self.months)
             periods.append(Period(current, nxt))
             current = nxt
         return tuple(periods)
@@ -140,7 +142,7 @@ def parse_period(text: str) -> PeriodSpec:
     if key == "month":
         return PeriodSpec(1, key)
     if key == "quarter":
-        return PeriodSpec(3, key)
+        return PeriodSpec(3, key, calendar=True)
     match = _N_MONTHS.match(key)
     if match and int(match.group(1)) > 0:
         return PeriodSpec(int(match.group(1)), key)

@@ -53,11 +53,6 @@ def item_id(collection_id: str, period: Period) -> str:
     return f"{collection_id}-{period.label}"
 
 
-def multihash_sha256(payload: bytes) -> str:
-    """``file:checksum`` value: a sha2-256 multihash in hex."""
-    return "1220" + hashlib.sha256(payload).hexdigest()
-
-
 def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
     """STAC 1.1 ``bands`` (names, eo v2 wavelengths, nodata and data type)."""
     entries: list[dict[str, object]] = []
@@ -183,7 +178,7 @@ def build_collection(
                     roles=["thumbnail", "overview"],
                     title="Quick-look",
                     extra_fields={
-                        "file:checksum": multihash_sha256(payload),
+                        "file:checksum": location.sha256_multihash(hashlib.sha256(payload)),
                         "file:size": len(payload),
                     },
                 ),

@@ -90,4 +90,4 @@ def _checksum_and_upload(path: Path, url: str | None) -> tuple[str, int]:
             size += len(chunk)
             if out is not None:
                 out.write(chunk)
-    return "1220" + digest.hexdigest(), size
+    return location.sha256_multihash(digest), size

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from urllib.parse import urlparse
 
 import fsspec
 
 from cloudfree.errors import OutputExistsError
+
+
+def sha256_multihash(digest: hashlib._Hash) -> str:
+    """STAC ``file:checksum`` of a finished sha256 digest: the sha2-256 multihash in hex."""
+    return "1220" + digest.hexdigest()
 
 
 def is_remote(url: str) -> bool:
