@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import rasterio
@@ -31,10 +30,12 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from cloudfree.access import redact_href, redact_message
 from cloudfree.bands import BANDS, Band
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.scene import BandAsset, Scene
+from cloudfree.sources import providers
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE, VALUE_MAX, VALUE_MIN, Stack
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,6 @@ class LoadOptions:
                 + ", ".join(RESAMPLING_CHOICES)
                 + "."
             )
-
-
-def redact_href(href: str) -> str:
-    """An href safe for messages and logs: no query string (signatures), no credentials."""
-    parts = urlsplit(href)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def load_stack(
@@ -181,19 +175,24 @@ def _read(
     """Read one band of a scene onto ``geobox``, retrying transient failures.
 
     Returns float32 DNs with NaN for nodata (uint8 classes with 0 for SCL), or ``None`` when the
-    scene does not overlap the tile.
+    scene does not overlap the tile. A permanent failure is a :class:`ReadError` naming the scene
+    and the (unsigned, credential-free) href: never silent nodata.
     """
     asset = scene.bands[band_id]
     categorical = BANDS[band_id].categorical
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):
         try:
-            return read_window(asset, geobox, resampling, categorical=categorical)
+            with rasterio.Env(**store_options(asset)):
+                return read_window(asset, geobox, resampling, categorical=categorical)
         except (RasterioError, OSError) as exc:
+            if asset.signer is not None:
+                providers.signer(asset.signer).invalidate(asset.href)  # maybe it expired
             if attempt == settings.retries:
                 raise ReadError(
                     f"Reading band {band_id} of scene {scene.id!r} from "
-                    f"{redact_href(asset.href)} failed after {attempt} attempts: {exc}"
+                    f"{redact_href(asset.href)} failed after {attempt} attempts: "
+                    f"{redact_message(str(exc))}"
                 ) from None
             log.warning(
                 "read of %s %s failed (attempt %d/%d), retrying: %s",
@@ -201,11 +200,25 @@ def _read(
                 band_id,
                 attempt,
                 settings.retries,
-                exc,
+                redact_message(str(exc)),
             )
             time.sleep(delay)
             delay *= 2
     return None  # pragma: no cover - the loop always returns or raises
+
+
+def store_options(asset: BandAsset) -> dict[str, str]:
+    """GDAL options reaching the asset's object store (credentials from this process's env)."""
+    if asset.store is None or not asset.href.startswith("s3://"):
+        return {}
+    return providers.store(asset.store).resolve().gdal_options()
+
+
+def gdal_href(asset: BandAsset) -> str:
+    """The href GDAL opens: signed here, at read time, when the provider needs it."""
+    if asset.signer is None:
+        return asset.href
+    return providers.signer(asset.signer).sign(asset.href)
 
 
 def read_window(
@@ -213,7 +226,8 @@ def read_window(
 ) -> np.ndarray | None:
     """Read the part of one asset covering ``geobox``, from the best overview level."""
     src_nodata = 0 if asset.nodata is None else asset.nodata
-    with rasterio.open(asset.href) as src:
+    href = gdal_href(asset)
+    with rasterio.open(href) as src:
         src_gbox = GeoBox(src.shape, src.transform, src.crs)
         roi = compute_reproject_roi(src_gbox, geobox, padding=2)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
@@ -221,7 +235,7 @@ def read_window(
         level = _overview_level(src.overviews(1), roi.read_shrink)
         if level is None:
             return _read_level(src, geobox, src_gbox, roi, resampling, categorical, src_nodata)
-    with rasterio.open(asset.href, overview_level=level) as ovr:
+    with rasterio.open(href, overview_level=level) as ovr:
         ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
         roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):

@@ -46,7 +46,7 @@ from cloudfree.grid import (
 from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CDSE_L3_VALID, CloudMask, make_mask
 from cloudfree.scene import Scene
-from cloudfree.sources import SearchQuery, Source, open_source
+from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.stack import Composite
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
@@ -143,8 +143,11 @@ class MosaicResult:
 
 def build_request(
     *,
-    stac: str,
     out: str,
+    stac: str | None = None,
+    provider: str | None = None,
+    archive: str | None = None,
+    tiles: Iterable[str] = (),
     bbox: Sequence[float] | None = None,
     geometry_file: str | Path | None = None,
     start_date: str | date,
@@ -212,7 +215,7 @@ def build_request(
     for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
         if url:
             location.check_writable(url, overwrite=overwrite, what=what)
-    source = open_source(stac)
+    source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
     return MosaicRequest(
         source=source,
         query=query,
@@ -240,7 +243,10 @@ def build_request(
 
 def find_scenes(
     *,
-    stac: str,
+    stac: str | None = None,
+    provider: str | None = None,
+    archive: str | None = None,
+    tiles: Iterable[str] = (),
     bbox: Sequence[float] | None = None,
     geometry_file: str | Path | None = None,
     start_date: str | date,
@@ -257,7 +263,8 @@ def find_scenes(
         max_cloud_cover,
         max_items,
     )
-    return _search_or_fail(open_source(stac), query)
+    source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
+    return _search_or_fail(source, query)
 
 
 def _query(

@@ -23,6 +23,10 @@ class BandAsset:
     """DN meaning "no data" (0 for Sentinel-2 L2A)."""
     resolution: float | None
     """Native ground sampling distance in metres, where the source says so."""
+    store: str | None = None
+    """Object store (:data:`cloudfree.sources.providers.STORES`) serving ``s3://`` hrefs."""
+    signer: str | None = None
+    """Signer the href needs before it is read (resolved at read time, never stored signed)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Scene:
             "tile": self.tile,
             "cloud_cover": self.cloud_cover,
             "processing_baseline": self.processing_baseline,
+            "provider": self.provider,
+            "collection": self.collection,
             "bands": {
                 band: {"href": a.href, "scale": a.scale, "offset": a.offset, "nodata": a.nodata}
                 for band, a in sorted(self.bands.items())

@@ -20,6 +20,7 @@ from cloudfree.composite import compositor_names
 from cloudfree.errors import CloudfreeError
 from cloudfree.load import RESAMPLING_CHOICES
 from cloudfree.masks import mask_names
+from cloudfree.scene import Scene
 
 log = logging.getLogger("cloudfree")
 
@@ -167,6 +168,19 @@ def mosaic(ctx: click.Context, scl_valid: str | None, no_quicklook: bool, **opti
             click.echo(f"STAC {result.catalog}")
 
 
+def search_summaries(scenes: list[Scene]) -> list[dict[str, object]]:
+    """JSON-ready scenes; ``same_day`` lists the other scenes of the tile and solar day."""
+    groups: dict[tuple[object, object], list[str]] = {}
+    for scene in scenes:
+        groups.setdefault((scene.solar_day, scene.tile), []).append(scene.id)
+    rows = []
+    for scene in scenes:
+        row = scene.summary()
+        row["same_day"] = [i for i in groups[(scene.solar_day, scene.tile)] if i != scene.id]
+        rows.append(row)
+    return rows
+
+
 @cli.command()
 @source_options
 @click.option(
@@ -177,10 +191,9 @@ def search(fmt: str, **options: Any) -> None:
     """List the scenes a mosaic with these options would use."""
     from cloudfree.pipeline import find_scenes
 
-    scenes = find_scenes(**options)
-    rows = [scene.summary() for scene in scenes]
+    scenes = sorted(find_scenes(**options), key=lambda s: (s.solar_day, s.tile or "", s.datetime))
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(search_summaries(scenes), indent=2))
         return
     from rich.console import Console
     from rich.table import Table

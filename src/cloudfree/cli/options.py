@@ -10,6 +10,8 @@ import click
 from cloudfree.bands import canonical_band
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import DEFAULT_CHUNK_SIZE, parse_crs
+from cloudfree.mgrs import parse_tile_id
+from cloudfree.sources.providers import PROVIDERS
 from cloudfree.timeframe import parse_date, parse_period
 
 F = Callable[..., Any]
@@ -31,6 +33,7 @@ class _Checked(click.ParamType):
 
 
 DATE = _Checked("date", lambda v: parse_date(v))
+TILE = _Checked("tile", parse_tile_id)
 CRS_TYPE = _Checked("crs", parse_crs)
 BAND = _Checked("band", canonical_band)
 PERIOD = _Checked("period", parse_period)
@@ -48,8 +51,26 @@ def _compose(*decorators: F) -> F:
 source_options = _compose(
     click.option(
         "--stac",
-        required=True,
+        default=None,
         help="STAC API URL, static catalog (catalog.json/collection.json) or ItemCollection file.",
+    ),
+    click.option(
+        "--provider",
+        type=click.Choice(sorted(PROVIDERS)),
+        default=None,
+        help="A known catalog by name (its API, collections and conventions).",
+    ),
+    click.option(
+        "--archive",
+        default=None,
+        help="Folder or s3:// URL of an AWS tile-path layout (tiles/...) or of .SAFE products.",
+    ),
+    click.option(
+        "--tile",
+        "tiles",
+        multiple=True,
+        type=TILE,
+        help="MGRS tile id for --archive (repeatable; default: the tiles the area touches).",
     ),
     click.option(
         "--collection",

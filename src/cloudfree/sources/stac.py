@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +18,16 @@ from urllib.parse import urlparse
 
 import pystac
 from odc.geo.geom import Geometry
+from urllib3.util.retry import Retry
 
+from cloudfree.access import redact_href
 from cloudfree.bands import Band, canonical_band
+from cloudfree.config import read_settings
 from cloudfree.errors import InvalidInputError, SourceError
-from cloudfree.radiometry import decide_radiometry
+from cloudfree.radiometry import baseline_from_product_id, decide_radiometry
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources.base import SearchQuery
+from cloudfree.sources.providers import Provider, detect_provider, get_provider, provider_for_url
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +38,53 @@ BASELINE_PROPERTIES = (
     "sentinel:processing_baseline",
 )
 
+#: Item properties holding the ESA product name, which carries the baseline (``_N0400_``).
+PRODUCT_ID_PROPERTIES = ("s2:product_uri", "sentinel:product_id", "s2:product_id")
+
+#: Earth Search flags saying the DNs were shifted back to the pre-04.00 scale.
+HARMONISED_FLAGS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
+
+_TILE_IN_PRODUCT_ID = re.compile(r"_T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})_")
+
 ItemModifier = Callable[[pystac.Item], pystac.Item]
 """A hook applied to every item before use (e.g. URL signing); never changes outputs."""
 
-_RASTER_MEDIA = ("image/tiff", "image/jp2", "application/x-geotiff")
+_RASTER_MEDIA = (
+    "image/tiff",
+    "image/jp2",
+    "application/x-geotiff",
+    "application/vnd.zarr",
+    "application/vnd+zarr",
+)
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
 
 
 class StacSource:
-    """Scenes from a STAC API, a static catalog, or an ItemCollection/item file."""
+    """Scenes from a STAC API, a static catalog, or an ItemCollection/item file.
+
+    ``provider`` fixes the conventions of every item (``--provider``, or an API URL the registry
+    knows); without it each item's provider is detected from its properties and hrefs.
+    """
 
     def __init__(
         self,
         location: str,
         *,
-        provider: str = "stac",
+        provider: Provider | None = None,
         modifier: ItemModifier | None = None,
+        page_size: int = 100,
     ) -> None:
         self.location = location
         self.provider = provider
         self.modifier = modifier
-        self.description = f"STAC {location}"
+        self.page_size = page_size
+        name = f"{provider.name} " if provider is not None else ""
+        self.description = f"{name}STAC {redact_href(location)}"
 
     def search(self, query: SearchQuery) -> list[Scene]:
         """Scenes matching the query, one per item, in time order."""
-        items = list(self._items(query))
         scenes: dict[str, Scene] = {}
-        for item in items:
+        for item in self._items(query):
             if self.modifier is not None:
                 item = self.modifier(item)
             if not _item_matches(item, query):
@@ -73,12 +98,28 @@ class StacSource:
 
     def _items(self, query: SearchQuery) -> Iterable[pystac.Item]:
         if _is_api(self.location):
-            return _api_items(self.location, query)
+            collections = query.collections or (self.provider.collections if self.provider else ())
+            return _api_items(self.location, query, collections, self.page_size)
         return _file_items(self.location)
 
 
-def open_source(location: str | Path, *, modifier: ItemModifier | None = None) -> StacSource:
-    """Open a STAC location: an API URL, a catalog/collection JSON, or an ItemCollection file."""
+def open_source(
+    location: str | Path | None = None,
+    *,
+    provider: str | None = None,
+    modifier: ItemModifier | None = None,
+) -> StacSource:
+    """Open a STAC location or a registered provider.
+
+    ``location`` is an API URL, a catalog/collection JSON or an ItemCollection file; ``provider``
+    a name from :data:`~cloudfree.sources.providers.PROVIDERS` (its API unless ``location``
+    overrides it, e.g. a mirror).
+    """
+    chosen = get_provider(provider) if provider else None
+    if location is None:
+        if chosen is None or chosen.stac_url is None:
+            raise InvalidInputError("Name a catalog: --provider NAME or --stac URL.")
+        return StacSource(chosen.stac_url, provider=chosen, modifier=modifier)
     text = str(location)
     parsed = urlparse(text)
     if parsed.scheme in ("", "file") and not Path(parsed.path or text).exists():
@@ -86,23 +127,29 @@ def open_source(location: str | Path, *, modifier: ItemModifier | None = None) -
             f"STAC location {text!r} does not exist; pass a STAC API URL, a catalog.json, "
             "or an ItemCollection file."
         )
-    return StacSource(text, modifier=modifier)
+    return StacSource(text, provider=chosen or provider_for_url(text), modifier=modifier)
 
 
 def _is_api(location: str) -> bool:
     """Whether the location is an HTTP endpoint that is not a JSON document."""
     parsed = urlparse(location)
-    return parsed.scheme in ("http", "https") and not parsed.path.endswith(".json")
+    return parsed.scheme in ("http", "https") and not parsed.path.endswith((".json", ".geojson"))
 
 
-def _api_items(url: str, query: SearchQuery) -> Iterable[pystac.Item]:
+def _api_items(
+    url: str, query: SearchQuery, collections: Iterable[str], page_size: int
+) -> list[pystac.Item]:
     from pystac_client import Client
     from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+    from requests.exceptions import RequestException
 
+    settings = read_settings()
+    io = StacApiIO(max_retries=api_retry(settings.retries, settings.retry_backoff), timeout=60)
     try:
-        client = Client.open(url)
+        client = Client.open(url, stac_io=io)
         search = client.search(
-            collections=list(query.collections) or None,
+            collections=list(collections) or None,
             intersects=query.aoi.geometry.json,
             datetime=query.timerange.as_interval(),
             query=(
@@ -110,11 +157,27 @@ def _api_items(url: str, query: SearchQuery) -> Iterable[pystac.Item]:
                 if query.max_cloud_cover is not None
                 else None
             ),
+            limit=min(page_size, query.max_items or page_size),
             max_items=query.max_items,
+            sortby=[{"field": "properties.datetime", "direction": "asc"}]
+            if client.conforms_to("SORT")
+            else None,
         )
         return list(search.items())
-    except (APIError, OSError) as exc:
-        raise SourceError(f"STAC API search at {url} failed: {exc}") from exc
+    except (APIError, RequestException, OSError) as exc:
+        raise SourceError(f"STAC API search at {redact_href(url)} failed: {exc}") from None
+
+
+def api_retry(attempts: int, backoff: float) -> Retry:
+    """Retry policy for catalog requests: 429 and 5xx, with backoff, honouring Retry-After."""
+    return Retry(
+        total=attempts,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,  # search is a POST, and it is idempotent
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 def _file_items(location: str) -> Iterable[pystac.Item]:
@@ -161,7 +224,23 @@ def _item_datetime(item: pystac.Item) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def is_sentinel2_l2a(item: pystac.Item) -> bool:
+    """Whether an item is a Sentinel-2 L2A product (search results may mix Landsat, L1C...)."""
+    props = item.properties
+    mission = str(props.get("constellation") or props.get("platform") or "sentinel-2")
+    mission = mission.lower().replace(" ", "-").replace("_", "-")
+    if not mission.startswith("sentinel-2"):
+        return False
+    level = " ".join(
+        str(v) for v in (props.get("processing:level"), props.get("s2:product_type"), item.id)
+    ).upper()
+    return "L1C" not in level and "MSIL1" not in level
+
+
 def _item_matches(item: pystac.Item, query: SearchQuery) -> bool:
+    if not is_sentinel2_l2a(item):
+        log.debug("skipping %s: not a Sentinel-2 L2A item", item.id)
+        return False
     if query.collections and item.collection_id not in query.collections:
         return False
     if not query.timerange.contains(_item_datetime(item)):
@@ -175,10 +254,13 @@ def _item_matches(item: pystac.Item, query: SearchQuery) -> bool:
     return bool(footprint.intersects(query.aoi.geometry))
 
 
-def scene_from_item(item: pystac.Item, *, provider: str = "stac") -> Scene:
-    """Normalise one STAC item into a scene."""
+def scene_from_item(item: pystac.Item, *, provider: Provider | None = None) -> Scene:
+    """Normalise one STAC item into a scene, under its provider's conventions."""
+    chosen_provider = provider or detect_provider(item)
+    convention = chosen_provider.convention_for(item.collection_id)
     props = item.properties
-    baseline = next((str(props[k]) for k in BASELINE_PROPERTIES if props.get(k)), None)
+    baseline = item_baseline(item)
+    harmonised = _first_not_none(*(props.get(k) for k in HARMONISED_FLAGS))
     chosen: dict[str, tuple[tuple[int, float], BandAsset]] = {}
     for key, asset in item.assets.items():
         band = _asset_band(key, asset)
@@ -186,32 +268,34 @@ def scene_from_item(item: pystac.Item, *, provider: str = "stac") -> Scene:
             continue
         fields = asset.extra_fields
         first = _first_band_entry(fields)
-        declared_scale = _first_not_none(
-            fields.get("raster:scale"), first.get("raster:scale"), first.get("scale")
-        )
-        declared_offset = _first_not_none(
-            fields.get("raster:offset"), first.get("raster:offset"), first.get("offset")
-        )
         if band.categorical:
             scale, offset = 1.0, 0.0
         else:
             radiometry = decide_radiometry(
-                declared_scale=declared_scale,
-                declared_offset=declared_offset,
+                declared_scale=_first_not_none(
+                    fields.get("raster:scale"), first.get("raster:scale"), first.get("scale")
+                ),
+                declared_offset=_first_not_none(
+                    fields.get("raster:offset"), first.get("raster:offset"), first.get("offset")
+                ),
                 baseline=baseline,
                 scene_id=item.id,
+                convention=convention,
+                harmonised=None if harmonised is None else bool(harmonised),
             )
             scale, offset = radiometry.scale, radiometry.offset
         nodata = _first_not_none(fields.get("nodata"), first.get("nodata"), 0)
         resolution = _asset_resolution(fields, first, band)
-        is_cog = 0 if _is_tiff(asset) else 1
-        rank = (is_cog, resolution or float(band.resolution))
+        rank = (_format_rank(asset), resolution or float(band.resolution))
+        href = asset.get_absolute_href() or asset.href
         candidate = BandAsset(
-            href=asset.get_absolute_href() or asset.href,
+            href=href,
             scale=float(scale),
             offset=float(offset),
             nodata=None if nodata is None else float(nodata),
             resolution=resolution,
+            store=chosen_provider.store if href.startswith("s3://") else None,
+            signer=chosen_provider.signer if href.startswith(("http://", "https://")) else None,
         )
         if band.id not in chosen or rank < chosen[band.id][0]:
             chosen[band.id] = (rank, candidate)
@@ -223,12 +307,24 @@ def scene_from_item(item: pystac.Item, *, provider: str = "stac") -> Scene:
         footprint=Geometry(item.geometry, "EPSG:4326"),
         bands={band_id: asset for band_id, (_, asset) in chosen.items()},
         crs=_item_crs(item),
-        tile=_item_tile(props),
+        tile=_item_tile(props, item.id),
         cloud_cover=props.get("eo:cloud_cover"),
         processing_baseline=baseline,
-        provider=provider,
+        provider=chosen_provider.name,
         collection=item.collection_id,
     )
+
+
+def item_baseline(item: pystac.Item) -> str | None:
+    """The item's processing baseline: a baseline property, else the one in its product name."""
+    props = item.properties
+    for key in BASELINE_PROPERTIES:
+        if props.get(key):
+            return str(props[key])
+    for name in (*(props.get(k) for k in PRODUCT_ID_PROPERTIES), item.id):
+        if isinstance(name, str) and (found := baseline_from_product_id(name)):
+            return found
+    return None
 
 
 def _asset_band(key: str, asset: pystac.Asset) -> Band | None:
@@ -268,9 +364,15 @@ def _asset_resolution(
     return None if value is None else float(value)
 
 
-def _is_tiff(asset: pystac.Asset) -> bool:
+def _format_rank(asset: pystac.Asset) -> int:
+    """Preference among a band's assets: COG, then Zarr, then JPEG 2000 (slow to decode)."""
     media = (asset.media_type or "").lower()
-    return "tiff" in media or asset.href.lower().split("?")[0].endswith((".tif", ".tiff"))
+    href = asset.href.lower().split("?")[0]
+    if "tiff" in media or href.endswith((".tif", ".tiff")):
+        return 0
+    if "zarr" in media:
+        return 1
+    return 2
 
 
 def _item_crs(item: pystac.Item) -> str | None:
@@ -291,15 +393,19 @@ def _item_crs(item: pystac.Item) -> str | None:
     return None
 
 
-def _item_tile(props: Mapping[str, Any]) -> str | None:
+def _item_tile(props: Mapping[str, Any], item_id: str) -> str | None:
     code = props.get("grid:code")
     if isinstance(code, str) and code.upper().startswith("MGRS-"):
         return code[5:]
     if props.get("s2:mgrs_tile"):
         return str(props["s2:mgrs_tile"])
-    zone, band, square = (
-        props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")
-    )
-    if zone is not None and band is not None and square is not None:
-        return f"{int(zone):02d}{band}{square}"
+    for prefix in ("mgrs:", "sentinel:"):
+        zone, band, square = (
+            props.get(prefix + k) for k in ("utm_zone", "latitude_band", "grid_square")
+        )
+        if zone is not None and band is not None and square is not None:
+            return f"{int(zone):02d}{band}{square}"
+    for name in (*(props.get(k) for k in PRODUCT_ID_PROPERTIES), item_id):
+        if isinstance(name, str) and (match := _TILE_IN_PRODUCT_ID.search(name)):
+            return match.group(1)
     return None
