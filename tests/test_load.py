@@ -9,10 +9,10 @@ import pytest
 import rasterio
 from odc.geo.geobox import GeoBox
 
+from cloudfree.access import redact_href
 from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
 from cloudfree.errors import ReadError
-from cloudfree.access import redact_href
 from cloudfree.load import LoadOptions, load_stack, to_reflectance
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA

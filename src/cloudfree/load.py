@@ -22,18 +22,14 @@ from datetime import date
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
-from odc.geo.roi import roi_is_empty
-from odc.geo.warp import rio_reproject
-from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.io import DatasetReader
-from rasterio.windows import Window
 
 from cloudfree.access import redact_href, redact_message
 from cloudfree.bands import BANDS, Band
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
+from cloudfree.readers.gdal_band import read_window
+from cloudfree.readers.zarr_band import is_zarr_href, read_zarr_window
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources import providers
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE, VALUE_MAX, VALUE_MIN, Stack
@@ -184,7 +180,7 @@ def _read(
     for attempt in range(1, settings.retries + 1):
         try:
             with rasterio.Env(**store_options(asset)):
-                return read_window(asset, geobox, resampling, categorical=categorical)
+                return read_band(asset, geobox, resampling, categorical=categorical, crs=scene.crs)
         except (RasterioError, OSError) as exc:
             if asset.signer is not None:
                 providers.signer(asset.signer).invalidate(asset.href)  # maybe it expired
@@ -214,83 +210,36 @@ def store_options(asset: BandAsset) -> dict[str, str]:
     return providers.store(asset.store).resolve().gdal_options()
 
 
+def read_band(
+    asset: BandAsset, geobox: GeoBox, resampling: str, *, categorical: bool, crs: str | None
+) -> np.ndarray | None:
+    """Read one asset onto ``geobox`` with the reader its format needs (Zarr array or GDAL)."""
+    if is_zarr_href(asset.href):
+        if crs is None:
+            raise ReadError(f"Zarr band {redact_href(asset.href)} needs its scene's CRS.")
+        storage = _fsspec_options(asset)
+        return read_zarr_window(
+            gdal_href(asset),
+            geobox,
+            resampling,
+            categorical=categorical,
+            crs=crs,
+            nodata=asset.nodata,
+            storage_options=storage,
+        )
+    return read_window(
+        gdal_href(asset), geobox, resampling, categorical=categorical, nodata=asset.nodata
+    )
+
+
+def _fsspec_options(asset: BandAsset) -> dict[str, object] | None:
+    if asset.store is None or not asset.href.startswith("s3://"):
+        return None
+    return providers.store(asset.store).resolve().fsspec_options()
+
+
 def gdal_href(asset: BandAsset) -> str:
     """The href GDAL opens: signed here, at read time, when the provider needs it."""
     if asset.signer is None:
         return asset.href
     return providers.signer(asset.signer).sign(asset.href)
-
-
-def read_window(
-    asset: BandAsset, geobox: GeoBox, resampling: str, *, categorical: bool
-) -> np.ndarray | None:
-    """Read the part of one asset covering ``geobox``, from the best overview level."""
-    src_nodata = 0 if asset.nodata is None else asset.nodata
-    href = gdal_href(asset)
-    with rasterio.open(href) as src:
-        src_gbox = GeoBox(src.shape, src.transform, src.crs)
-        roi = compute_reproject_roi(src_gbox, geobox, padding=2)
-        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-            return None
-        level = _overview_level(src.overviews(1), roi.read_shrink)
-        if level is None:
-            return _read_level(src, geobox, src_gbox, roi, resampling, categorical, src_nodata)
-    with rasterio.open(href, overview_level=level) as ovr:
-        ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
-        roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
-        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-            return None
-        return _read_level(ovr, geobox, ovr_gbox, roi, resampling, categorical, src_nodata)
-
-
-def _overview_level(factors: list[int], shrink: int) -> int | None:
-    """Index of the coarsest overview whose decimation does not exceed ``shrink``."""
-    best = None
-    for index, factor in enumerate(factors):
-        if factor <= shrink:
-            best = index
-    return best
-
-
-def _read_level(
-    src: DatasetReader,
-    geobox: GeoBox,
-    src_gbox: GeoBox,
-    roi: ReprojectInfo,
-    resampling: str,
-    categorical: bool,
-    src_nodata: float,
-) -> np.ndarray:
-    ys, xs = roi.roi_src
-    window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
-    block = src.read(1, window=window)
-    ny, nx = geobox.shape.yx
-    dy, dx = roi.roi_dst
-    dst_roi = (slice(dy.start, dy.stop), slice(dx.start, dx.stop))
-    out: np.ndarray
-    if categorical:
-        out = np.zeros((ny, nx), dtype=np.uint8)
-        dst_nodata: float = 0
-        method = "nearest"
-    else:
-        out = np.full((ny, nx), np.nan, dtype=np.float32)
-        dst_nodata = np.nan
-        method = resampling
-    if roi.paste_ok and roi.read_shrink == 1:
-        piece = block.astype(out.dtype)
-        if not categorical:
-            piece[block == src_nodata] = np.nan
-        out[dst_roi] = piece
-        return out
-    dst = np.ascontiguousarray(out[dst_roi])
-    rio_reproject(
-        block,
-        dst,
-        src_gbox[roi.roi_src],
-        geobox[roi.roi_dst],
-        Resampling[method],
-        src_nodata=src_nodata,
-        dst_nodata=dst_nodata,
-    )
-    out[dst_roi] = dst
-    return out

@@ -1,5 +1,6 @@
-"""Sources of scenes: STAC APIs and catalogs (by URL or provider name), the AWS tile-path
-layout, SAFE products. Every source yields the same normalised :class:`~cloudfree.scene.Scene`.
+"""Sources of scenes: STAC APIs and catalogs, the AWS tile-path layout, SAFE products.
+
+Every source yields the same normalised :class:`~cloudfree.scene.Scene`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""Windowed reads of rasters GDAL opens (COG, JPEG 2000; local, HTTP, S3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from odc.geo.geobox import GeoBox
+from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
+from odc.geo.roi import roi_is_empty
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from cloudfree.readers.window import place_window
+
+
+def read_window(
+    href: str, geobox: GeoBox, resampling: str, *, categorical: bool, nodata: float | None
+) -> np.ndarray | None:
+    """Read the part of a raster GDAL opens (COG, JPEG 2000) covering ``geobox``.
+
+    The window comes from the coarsest overview that still resolves ``geobox``. Returns float32
+    DNs with NaN for nodata (uint8 classes with 0 for nodata when ``categorical``), or ``None``
+    when the raster does not overlap ``geobox``.
+    """
+    src_nodata = 0 if nodata is None else nodata
+    with rasterio.open(href) as src:
+        src_gbox = GeoBox(src.shape, src.transform, src.crs)
+        roi = compute_reproject_roi(src_gbox, geobox, padding=2)
+        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
+            return None
+        level = _overview_level(src.overviews(1), roi.read_shrink)
+        if level is None:
+            return _read_level(src, geobox, src_gbox, roi, resampling, categorical, src_nodata)
+    with rasterio.open(href, overview_level=level) as ovr:
+        ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
+        roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
+        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
+            return None
+        return _read_level(ovr, geobox, ovr_gbox, roi, resampling, categorical, src_nodata)
+
+
+def _overview_level(factors: list[int], shrink: int) -> int | None:
+    """Index of the coarsest overview whose decimation does not exceed ``shrink``."""
+    best = None
+    for index, factor in enumerate(factors):
+        if factor <= shrink:
+            best = index
+    return best
+
+
+def _read_level(
+    src: DatasetReader,
+    geobox: GeoBox,
+    src_gbox: GeoBox,
+    roi: ReprojectInfo,
+    resampling: str,
+    categorical: bool,
+    src_nodata: float,
+) -> np.ndarray:
+    ys, xs = roi.roi_src
+    window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
+    block = src.read(1, window=window)
+    return place_window(
+        block, src_gbox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
+    )
