@@ -19,12 +19,12 @@ def first_dates(archive):
     return days[0].isoformat(), (days[-1] + timedelta(days=1)).isoformat()
 
 
-def _mosaic(tmp_path, name, archive, dates, **source):
+def _mosaic(tmp_path, name, synthetic, dates, **source):
     out = tmp_path / f"{name}.zarr"
     cloudfree.mosaic(
         **source,
         out=str(out),
-        bbox=archive.overlap_bbox(),
+        bbox=synthetic.overlap_bbox(),
         start_date=dates[0],
         end_date=dates[1],
         bands=BANDS,
@@ -47,3 +47,21 @@ def test_eopf_zarr_products_give_the_cog_mosaic(archive, first_dates, tmp_path):
     reference = _mosaic(tmp_path, "cog", archive, first_dates, stac=str(archive.catalog))
     zarr = _mosaic(tmp_path, "zarr", archive, first_dates, stac=str(eopf.items_path))
     _assert_same(reference, zarr)
+
+
+@pytest.fixture(scope="module")
+def layouts(archive, tmp_path_factory):
+    """The archive as SAFE products and in the AWS tile-path layout (JPEG 2000 bands)."""
+    from cloudfree.testing.layouts import write_aws_tile_layout, write_safe_products
+
+    root = tmp_path_factory.mktemp("layouts")
+    write_safe_products(archive, root / "safe")
+    write_aws_tile_layout(archive, root / "aws")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["safe", "aws/sentinel-s2-l2a"])
+def test_file_layouts_give_the_cog_mosaic(archive, first_dates, layouts, layout, tmp_path):
+    reference = _mosaic(tmp_path, "cog", archive, first_dates, stac=str(archive.catalog))
+    other = _mosaic(tmp_path, "other", archive, first_dates, archive=str(layouts / layout))
+    _assert_same(reference, other)
