@@ -65,3 +65,49 @@ def test_file_layouts_give_the_cog_mosaic(archive, first_dates, layouts, layout,
     reference = _mosaic(tmp_path, "cog", archive, first_dates, stac=str(archive.catalog))
     other = _mosaic(tmp_path, "other", archive, first_dates, archive=str(layouts / layout))
     _assert_same(reference, other)
+
+
+@pytest.fixture
+def aws_env(s3_server, monkeypatch):
+    """The standard AWS variables pointing at the loopback S3 server (as a user would set them)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_REGION", s3_server.region)
+    return s3_server
+
+
+@pytest.mark.parametrize("layout", ["safe", "aws/sentinel-s2-l2a"])
+def test_file_layouts_on_s3_give_the_cog_mosaic(
+    archive, first_dates, layouts, layout, aws_env, tmp_path
+):
+    bucket = aws_env.create_bucket()
+    aws_env.upload_directory(layouts / layout, bucket, prefix="archive")
+    reference = _mosaic(tmp_path, "cog", archive, first_dates, stac=str(archive.catalog))
+    other = _mosaic(tmp_path, "s3", archive, first_dates, archive=f"s3://{bucket}/archive")
+    _assert_same(reference, other)
+
+
+def test_s3_archive_lists_only_the_prefixes_it_needs(archive, layouts, aws_env):
+    """Finding a month of one tile lists that month's folders, never the bucket."""
+    from cloudfree.aoi import aoi_from_bbox
+    from cloudfree.sources import select_source
+    from cloudfree.sources.base import SearchQuery
+    from cloudfree.timeframe import time_range
+
+    bucket = aws_env.create_bucket()
+    aws_env.upload_directory(layouts / "aws/sentinel-s2-l2a", bucket)
+    source = select_source(archive=f"s3://{bucket}", tiles=["29UPV"])
+    listed: list[str] = []
+    ls = source.fs.ls
+
+    def counting_ls(path, *args, **kwargs):
+        listed.append(str(path))
+        return ls(path, *args, **kwargs)
+
+    source.fs.ls = counting_ls
+    query = SearchQuery(aoi_from_bbox(list(archive.bbox)), time_range("2021-12-01", "2021-12-31"))
+    scenes = source.search(query)
+    assert scenes and {s.tile for s in scenes} == {"29UPV"}
+    assert all(s.datetime.month == 12 for s in scenes)
+    assert all("/tiles/29/U/PV/2021/12" in p for p in listed), listed

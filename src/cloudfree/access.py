@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cloudfree.errors import SourceError
@@ -61,6 +62,9 @@ class Credentials:
     session_token: str | None = field(default=None, repr=False)
 
 
+_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 @dataclass(frozen=True)
 class ResolvedStore:
     """An object store as configured in this process: what GDAL and fsspec need."""
@@ -89,6 +93,27 @@ class ResolvedStore:
             if self.credentials.session_token:
                 options["AWS_SESSION_TOKEN"] = self.credentials.session_token
         return options
+
+    def rasterio_env(self, **options: object) -> Any:
+        """A ``rasterio.Env`` reaching this store.
+
+        Credentials travel in a session, as rasterio requires, never as plain options.
+        """
+        import rasterio
+        from rasterio.session import AWSSession
+
+        gdal = {k: v for k, v in self.gdal_options().items() if not k.startswith(_SECRET_KEYS)}
+        session = None
+        if self.credentials is not None:
+            session = AWSSession(
+                aws_access_key_id=self.credentials.access_key,
+                aws_secret_access_key=self.credentials.secret_key,
+                aws_session_token=self.credentials.session_token,
+                region_name=self.region,
+                endpoint_url=gdal.get("AWS_S3_ENDPOINT"),
+                requester_pays=self.requester_pays,
+            )
+        return rasterio.Env(session=session, **gdal, **options)
 
     def fsspec_options(self) -> dict[str, object]:
         """``s3fs.S3FileSystem`` keyword arguments."""

@@ -11,6 +11,7 @@ counted once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -18,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -179,7 +181,7 @@ def _read(
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):
         try:
-            with rasterio.Env(**store_options(asset)):
+            with store_env(asset):
                 return read_band(asset, geobox, resampling, categorical=categorical, crs=scene.crs)
         except (RasterioError, OSError) as exc:
             if asset.signer is not None:
@@ -203,11 +205,11 @@ def _read(
     return None  # pragma: no cover - the loop always returns or raises
 
 
-def store_options(asset: BandAsset) -> dict[str, str]:
-    """GDAL options reaching the asset's object store (credentials from this process's env)."""
+def store_env(asset: BandAsset) -> Any:
+    """A GDAL environment reaching the asset's object store (credentials from this process)."""
     if asset.store is None or not asset.href.startswith("s3://"):
-        return {}
-    return providers.store(asset.store).resolve().gdal_options()
+        return contextlib.nullcontext()
+    return providers.store(asset.store).resolve().rasterio_env()
 
 
 def read_band(
@@ -217,7 +219,6 @@ def read_band(
     if is_zarr_href(asset.href):
         if crs is None:
             raise ReadError(f"Zarr band {redact_href(asset.href)} needs its scene's CRS.")
-        storage = _fsspec_options(asset)
         return read_zarr_window(
             gdal_href(asset),
             geobox,
@@ -225,7 +226,7 @@ def read_band(
             categorical=categorical,
             crs=crs,
             nodata=asset.nodata,
-            storage_options=storage,
+            storage_options=_fsspec_options(asset),
         )
     return read_window(
         gdal_href(asset), geobox, resampling, categorical=categorical, nodata=asset.nodata
