@@ -223,7 +223,7 @@ def _render_tile(
             almost_cloudy=acquisition.almost_cloudy,
             swath_edge=bool(cond10.nodata.any()),
             snow=acquisition.snow,
-            cloud_fraction=round(cloud_fraction(scl), 6),
+            cloud_fraction=round(float(cloud_fraction(scl)), 6),
             item_path=directory / f"{scene_id}.json",
         )
         futures = []
