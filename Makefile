@@ -11,13 +11,33 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-.PHONY: install demo test lint bench
+# Debian packages the test servers need (tests/servers/stac_api.py runs PostgreSQL 15 + PostGIS 3
+# for stac-fastapi-pgstac). Checked with dpkg first, so this costs nothing once installed.
+DEB_PACKAGES := postgresql-15 postgresql-15-postgis-3
+
+.PHONY: install demo test lint bench system-deps
 install: $(STAMP)
+
+system-deps:
+	@missing=""; \
+	for pkg in $(DEB_PACKAGES); do \
+		dpkg -s $$pkg 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "make: the test suite needs Debian packages:$$missing" >&2; \
+			echo "make: install them as root: apt-get install -y --no-install-recommends$$missing" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/cloudfree demo --dir demo-output
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

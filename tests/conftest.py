@@ -23,3 +23,7 @@ def archive(tmp_path_factory):
     from cloudfree.testing import make_archive
 
     return make_archive(tmp_path_factory.mktemp("archive"), seed=7, tile_size=256)
+
+
+# Real servers on 127.0.0.1 (tests/servers/): http_server, s3_server, stac_api.
+pytest_plugins = ["tests.servers.http", "tests.servers.s3", "tests.servers.stac_api"]

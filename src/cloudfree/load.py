@@ -181,7 +181,7 @@ def _read(
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):
         try:
-            with store_env(asset):
+            with store_env(asset), rasterio.Env(**_uncached_on_retry(asset, attempt)):
                 return read_band(asset, geobox, resampling, categorical=categorical, crs=scene.crs)
         except (RasterioError, OSError) as exc:
             if asset.signer is not None:
@@ -203,6 +203,15 @@ def _read(
             time.sleep(delay)
             delay *= 2
     return None  # pragma: no cover - the loop always returns or raises
+
+
+def _uncached_on_retry(asset: BandAsset, attempt: int) -> dict[str, str]:
+    """GDAL remembers a failed URL; a retry must ask the server again, not that memory."""
+    if attempt == 1 or "://" not in asset.href:
+        return {}
+    scheme, rest = asset.href.split("://", 1)
+    prefix = "/vsis3/" if scheme == "s3" else f"/vsicurl/{scheme}://"
+    return {"CPL_VSIL_CURL_NON_CACHED": prefix + rest.split("?", 1)[0]}
 
 
 def store_env(asset: BandAsset) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cloudfree import __version__
+from cloudfree.access import redact_message
 from cloudfree.cli.exit_codes import exit_code_for
 from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
 from cloudfree.composite import compositor_names
@@ -40,6 +41,15 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(code)
 
     return wrapper
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Strip signatures and tokens from every URL in a log line, whichever library logs it."""
+    message = record.getMessage()
+    clean = redact_message(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    return True
 
 
 @contextmanager
@@ -79,6 +89,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     logging.getLogger("cloudfree").setLevel(level)
     ctx.obj = {"quiet": quiet}
 
