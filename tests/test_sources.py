@@ -169,5 +169,5 @@ def test_cdse_with_a_missing_profile_says_how_to_fix_it(
     monkeypatch.setenv("CDSE_S3_ENDPOINT_URL", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
     monkeypatch.setenv("CDSE_S3_PROFILE", "cdse")
-    with pytest.raises(RunFailedError, match="Profile 'cdse'.*CDSE_S3_ACCESS_KEY"):
+    with pytest.raises(RunFailedError, match=r"Profile 'cdse'.*CDSE_S3_ACCESS_KEY"):
         _mosaic(tmp_path, "cdse", archive, first_dates, stac=str(items))
