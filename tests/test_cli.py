@@ -238,6 +238,43 @@ def test_search_bad_input_exits_2(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ([], "Name the scenes' source"),
+        (["--archive", "/nonexistent/archive"], "does not exist"),
+        (["--archive", ".", "--tile", "29UPV"], "neither an AWS tile-path layout"),
+        (["--stac", "x.json", "--tile", "29UPV"], "--tile only applies to --archive"),
+        (["--archive", ".", "--tile", "99ZZZ"], "tile"),
+        (["--provider", "landsatlook"], "landsatlook"),
+    ],
+    ids=[
+        "no source",
+        "missing archive",
+        "not an archive",
+        "tile without archive",
+        "bad tile",
+        "unknown provider",
+    ],
+)
+def test_search_bad_source_exits_2(source: list[str], expected: str, tmp_path: Path) -> None:
+    result = invoke(
+        "search",
+        *source,
+        "--bbox",
+        -6.05,
+        53.3,
+        -5.97,
+        53.36,
+        "--start-date",
+        START,
+        "--end-date",
+        END,
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr
+
+
 # --- 2. nothing found: exit 3 and say what was searched ----------------------------------------
 
 
