@@ -127,6 +127,8 @@ def test_range_forms_and_head(http_server, tmp_path):
     assert status == 404
     status, _, _ = _get(f"{server.url}/../etc/passwd")
     assert status == 404
+    status, _, _ = _get(f"{server.url}/data%00.bin")
+    assert status == 404
 
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("HEAD", "/data.bin")

@@ -124,3 +124,17 @@ def test_load_upserts(stac_api, client):
     stac_api.load([], [ITEMS[1]])
     search = client.search(collections=[COLLECTION], query={"eo:cloud_cover": {"lte": 20}})
     assert _ids(search) == {"west-jan", "east-mar"}
+
+
+@pytest.mark.parametrize(
+    ("euid", "outcome"), [(0, pytest.fail.Exception), (1000, pytest.skip.Exception)]
+)
+def test_missing_postgres_fails_as_root_and_skips_otherwise(monkeypatch, tmp_path, euid, outcome):
+    from tests.servers import stac_api as module
+
+    monkeypatch.setattr(module, "PG_BIN", tmp_path / "bin")
+    monkeypatch.setattr(module, "POSTGIS_CONTROL", tmp_path / "postgis.control")
+    monkeypatch.setattr(module.os, "geteuid", lambda: euid)
+    with pytest.raises(outcome, match="postgresql-15, postgresql-15-postgis-3") as raised:
+        module._check_installed()
+    assert "make test" in str(raised.value)

@@ -21,6 +21,7 @@ Connections are HTTP/1.1 keep-alive, one thread per connection. Nothing is print
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import socket
@@ -43,6 +44,8 @@ __all__ = [
     "parse_range",
     "serve_directory",
 ]
+
+log = logging.getLogger(__name__)
 
 TokenCheck = Callable[[str], bool]
 """Accepts or refuses the value of the token query parameter."""
@@ -304,6 +307,10 @@ class _Server(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a handler's exception at debug level instead of printing it to stderr."""
+        log.debug("error answering %s", client_address, exc_info=True)
+
     def close_connections(self) -> None:
         """Shut down every open client connection (their handler threads then end)."""
         with self._connections_lock:
@@ -385,10 +392,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, path: str) -> Path | None:
         """Map a URL path to a regular file inside the root, or ``None``."""
         root = self.server.root
-        candidate = (root / path.lstrip("/")).resolve()
-        if not candidate.is_relative_to(root) or not candidate.is_file():
-            return None
-        return candidate
+        try:
+            candidate = (root / path.lstrip("/")).resolve()
+            if candidate.is_relative_to(root) and candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # e.g. a NUL byte in the path
+            pass
+        return None
 
     def _send_message(
         self,
