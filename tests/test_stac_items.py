@@ -6,6 +6,7 @@ The expectations are written from the files and the providers' documented conven
 
 import json
 import warnings
+from datetime import datetime
 
 import pystac
 import pytest
@@ -386,7 +387,7 @@ def test_unknown_provider_lists_the_known_ones():
 
 
 def test_provider_detection_from_a_bare_item():
-    item = pystac.Item("x", None, None, __import__("datetime").datetime(2024, 1, 1), {})
+    item = pystac.Item("x", None, None, datetime(2024, 1, 1), {})
     assert detect_provider(item).name == "stac"
 
 

@@ -1,7 +1,9 @@
-"""Configuration: the only module that reads environment variables.
+"""Configuration of reads: GDAL options, retries, threads, from ``CLOUDFREE_*`` variables.
 
-Every default is documented here. Buckets and endpoints are never literals in the code; they
-arrive as inputs (URLs) or through the environment read below.
+Every default is documented here. Credentials and provider endpoint overrides are the other
+environment reads, kept where they are used at read time: :mod:`cloudfree.access` (object-store
+variables named per store) and :mod:`cloudfree.sources.providers` (the registry, the one place
+provider endpoints are written down).
 """
 
 from __future__ import annotations

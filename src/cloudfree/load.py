@@ -26,7 +26,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from cloudfree.access import redact_href, redact_message
+from cloudfree.access import ResolvedStore, redact_href, redact_message
 from cloudfree.bands import BANDS, Band
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
@@ -81,13 +81,14 @@ def load_stack(
     days: list[date] = []
     layers: list[np.ndarray] = []
     scl_layers: list[np.ndarray] = []
+    stores = _Stores()
     with rasterio.Env(**settings.gdal_options):
         for day in sorted(by_day):
             ordered = sorted(
                 by_day[day],
                 key=lambda s: (s.cloud_cover if s.cloud_cover is not None else 100.0, s.id),
             )
-            merged = _load_day(geobox, ordered, options, settings)
+            merged = _load_day(geobox, ordered, options, settings, stores)
             if merged is None:
                 continue
             data, scl = merged
@@ -115,7 +116,11 @@ def load_stack(
 
 
 def _load_day(
-    geobox: GeoBox, scenes: Sequence[Scene], options: LoadOptions, settings: ReadSettings
+    geobox: GeoBox,
+    scenes: Sequence[Scene],
+    options: LoadOptions,
+    settings: ReadSettings,
+    stores: _Stores,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Merge the scenes of one solar day: each pixel comes whole from the first scene with data."""
     ny, nx = geobox.shape.yx
@@ -126,7 +131,7 @@ def _load_day(
         scene_data = np.full((len(options.bands), ny, nx), NODATA, dtype=np.int16)
         touched = False
         for i, band in enumerate(options.bands):
-            dn = _read(scene, band.id, geobox, options.resampling, settings)
+            dn = _read(scene, band.id, geobox, options.resampling, settings, stores)
             if dn is not None:
                 scene_data[i] = to_reflectance(dn, scene.bands[band.id])
                 touched = True
@@ -135,7 +140,7 @@ def _load_day(
         present = np.all(scene_data != NODATA, axis=0)
         scene_scl = None
         if scl is not None:
-            scene_scl = _read(scene, "SCL", geobox, "nearest", settings)
+            scene_scl = _read(scene, "SCL", geobox, "nearest", settings, stores)
             if scene_scl is None:
                 continue
             scene_scl = scene_scl.astype(np.uint8)
@@ -168,7 +173,12 @@ def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
 
 
 def _read(
-    scene: Scene, band_id: str, geobox: GeoBox, resampling: str, settings: ReadSettings
+    scene: Scene,
+    band_id: str,
+    geobox: GeoBox,
+    resampling: str,
+    settings: ReadSettings,
+    stores: _Stores,
 ) -> np.ndarray | None:
     """Read one band of a scene onto ``geobox``, retrying transient failures.
 
@@ -178,11 +188,19 @@ def _read(
     """
     asset = scene.bands[band_id]
     categorical = BANDS[band_id].categorical
+    store = stores.get(asset)
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):
         try:
-            with store_env(asset), rasterio.Env(**_uncached_on_retry(asset, attempt)):
-                return read_band(asset, geobox, resampling, categorical=categorical, crs=scene.crs)
+            with _read_env(store, _uncached_on_retry(asset, attempt)):
+                return read_band(
+                    asset,
+                    geobox,
+                    resampling,
+                    categorical=categorical,
+                    crs=scene.crs,
+                    storage_options=store.fsspec_options() if store else None,
+                )
         except (RasterioError, OSError) as exc:
             if asset.signer is not None:
                 providers.signer(asset.signer).invalidate(asset.href)  # maybe it expired
@@ -214,15 +232,36 @@ def _uncached_on_retry(asset: BandAsset, attempt: int) -> dict[str, str]:
     return {"CPL_VSIL_CURL_NON_CACHED": prefix + rest.split("?", 1)[0]}
 
 
-def store_env(asset: BandAsset) -> Any:
-    """A GDAL environment reaching the asset's object store (credentials from this process)."""
-    if asset.store is None or not asset.href.startswith("s3://"):
-        return contextlib.nullcontext()
-    return providers.store(asset.store).resolve().rasterio_env()
+class _Stores:
+    """Object stores resolved once per tile load, from this process's environment."""
+
+    def __init__(self) -> None:
+        self._resolved: dict[str, ResolvedStore] = {}
+
+    def get(self, asset: BandAsset) -> ResolvedStore | None:
+        """The store serving ``asset``, or ``None`` when it is not on one."""
+        if asset.store is None or not asset.href.startswith("s3://"):
+            return None
+        if asset.store not in self._resolved:
+            self._resolved[asset.store] = providers.store(asset.store).resolve()
+        return self._resolved[asset.store]
+
+
+def _read_env(store: ResolvedStore | None, options: dict[str, str]) -> Any:
+    """The GDAL environment of one read: the object store's, plus per-attempt options."""
+    if store is not None:
+        return store.rasterio_env(**options)
+    return rasterio.Env(**options) if options else contextlib.nullcontext()
 
 
 def read_band(
-    asset: BandAsset, geobox: GeoBox, resampling: str, *, categorical: bool, crs: str | None
+    asset: BandAsset,
+    geobox: GeoBox,
+    resampling: str,
+    *,
+    categorical: bool,
+    crs: str | None,
+    storage_options: dict[str, object] | None = None,
 ) -> np.ndarray | None:
     """Read one asset onto ``geobox`` with the reader its format needs (Zarr array or GDAL)."""
     if is_zarr_href(asset.href):
@@ -235,17 +274,11 @@ def read_band(
             categorical=categorical,
             crs=crs,
             nodata=asset.nodata,
-            storage_options=_fsspec_options(asset),
+            storage_options=storage_options,
         )
     return read_window(
         gdal_href(asset), geobox, resampling, categorical=categorical, nodata=asset.nodata
     )
-
-
-def _fsspec_options(asset: BandAsset) -> dict[str, object] | None:
-    if asset.store is None or not asset.href.startswith("s3://"):
-        return None
-    return providers.store(asset.store).resolve().fsspec_options()
 
 
 def gdal_href(asset: BandAsset) -> str:

@@ -87,7 +87,8 @@ class Radiometry:
     scale: float
     offset: float
     source: str
-    """``"asset metadata"``, ``"processing baseline"`` or ``"harmonised by provider"``."""
+    """``"asset metadata"``, ``"product metadata"``, ``"processing baseline"`` or
+    ``"harmonised by provider"``."""
 
 
 def decide_radiometry(

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -87,28 +87,37 @@ class ArchiveSource:
         """Scenes of the query's tiles and dates that touch its area, in time order."""
         tiles = self.tiles or tuple(tiles_for(query.aoi.geometry))
         found: dict[str, Scene] = {}
-        for tile in tiles:
-            for scene in self._tile_scenes(tile, query):
-                if not query.timerange.contains(scene.datetime):
-                    continue
-                cover, limit = scene.cloud_cover, query.max_cloud_cover
-                if limit is not None and cover is not None and cover > limit:
-                    continue
-                if scene.footprint.intersects(query.aoi.geometry):
-                    found.setdefault(scene.id, scene)
+        for scene in self._scenes(tiles, query):
+            if not query.timerange.contains(scene.datetime):
+                continue
+            cover, limit = scene.cloud_cover, query.max_cloud_cover
+            if limit is not None and cover is not None and cover > limit:
+                continue
+            if scene.footprint.intersects(query.aoi.geometry):
+                found.setdefault(scene.id, scene)
         ordered = sorted(found.values(), key=lambda s: (s.datetime, s.id))
         return ordered[: query.max_items] if query.max_items is not None else ordered
 
-    def _tile_scenes(self, tile: str, query: SearchQuery) -> Iterator[Scene]:
+    def _scenes(self, tiles: tuple[str, ...], query: SearchQuery) -> Iterator[Scene]:
         raise NotImplementedError
 
     def _href(self, path: str) -> str:
         return str(self.fs.unstrip_protocol(path))
 
-    def _read(self, path: str) -> bytes:
+    @overload
+    def _read(self, path: str) -> bytes: ...
+
+    @overload
+    def _read(self, path: str, *, missing_ok: bool) -> bytes | None: ...
+
+    def _read(self, path: str, *, missing_ok: bool = False) -> bytes | None:
         try:
             with self.fs.open(path, "rb") as handle:
                 return bytes(handle.read())
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise SourceError(f"{redact_href(self._href(path))} does not exist.") from None
         except (OSError, ValueError) as exc:
             raise SourceError(f"Cannot read {redact_href(self._href(path))}: {exc}") from None
 
@@ -179,6 +188,10 @@ class AwsTileSource(ArchiveSource):
 
     kind = "aws-tiles"
 
+    def _scenes(self, tiles: tuple[str, ...], query: SearchQuery) -> Iterator[Scene]:
+        for tile in tiles:
+            yield from self._tile_scenes(tile, query)
+
     def _tile_scenes(self, tile: str, query: SearchQuery) -> Iterator[Scene]:
         mgrs = parse_tile_id(tile)
         base = f"{self.root}/tiles/{mgrs.zone}/{mgrs.band}/{mgrs.square}"
@@ -197,8 +210,9 @@ class AwsTileSource(ArchiveSource):
         product = None
         if info.product_path:
             path = f"{self.root}/{info.product_path}/metadata.xml"
-            if self.fs.exists(path):
-                product = parse_product_metadata(self._read(path), name=path)
+            text = self._read(path, missing_ok=True)
+            if text is not None:
+                product = parse_product_metadata(text, name=path)
         band_paths: dict[str, tuple[str, int]] = {}
         for resolution in (60, 20, 10):
             for name in self._list(f"{folder}/R{resolution}m"):
@@ -224,11 +238,11 @@ class SafeSource(ArchiveSource):
 
     kind = "safe"
 
-    def _tile_scenes(self, tile: str, query: SearchQuery) -> Iterator[Scene]:
+    def _scenes(self, tiles: tuple[str, ...], query: SearchQuery) -> Iterator[Scene]:
         first, last = _utc_dates(query)
-        for folder in self._product_folders(first, last):
+        for folder in self._product_folders(first, last):  # listed once for every tile
             match = _SAFE_NAME.match(_name(folder))
-            if match is None or match.group("tile") != tile:
+            if match is None or match.group("tile") not in tiles:
                 continue
             sensed = datetime.strptime(match.group("time"), "%Y%m%dT%H%M%S").date()
             if first <= sensed <= last:

@@ -161,9 +161,7 @@ def detect_provider(item: pystac.Item) -> Provider:
     hrefs = tuple(asset.href for asset in data)
     media = tuple((asset.media_type or "").lower() for asset in data)
     for provider in PROVIDERS.values():
-        if any(
-            k.startswith(provider.property_prefixes) for k in keys if provider.property_prefixes
-        ):
+        if any(k.startswith(provider.property_prefixes) for k in keys):
             return provider
         if any(marker in href for href in hrefs for marker in provider.href_markers):
             return provider
