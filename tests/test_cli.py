@@ -139,11 +139,18 @@ BAD_MOSAIC_OPTIONS = {
         ["Preset cdse-l3 fixes the method to quantile"],
         ("--preset", "cdse-l3", "--method", "median"),
     ),
-    "scl classes without scl": Bad(
+    "option the mask does not take": Bad(
         {},
-        ["only apply with --cloud-mask scl"],
-        ("--cloud-mask", "none", "--scl-valid", "vegetation"),
+        ["Cloud mask 'none' has no option valid_classes", "its options are: none"],
+        ("--cloud-mask", "none", "--mask-option", "valid_classes=vegetation"),
     ),
+    "unknown scl class": Bad(
+        {},
+        ["Unknown SCL class 'vegetatoin'", "vegetation"],
+        ("--mask-option", "valid_classes=vegetatoin"),
+    ),
+    "option without value": Bad({}, ["is not KEY=VALUE"], ("--mask-option", "dilation_m")),
+    "unknown mask": Bad({}, ["Unknown cloud mask 'sky'", "scl"], ("--cloud-mask", "sky")),
     "metres in degrees": Bad(
         {}, ["EPSG:4326", "in degrees"], ("--crs", "EPSG:4326", "--resolution", "10")
     ),

@@ -74,7 +74,9 @@ def test_scl_is_read_with_nearest_and_days_are_merged(tmp_path):
     left[:, 32:] = 0  # a swath edge: this scene only covers the left half
     a = scene(tmp_path, "a", left, scl, offset=-0.1, cloud_cover=5)
     b = scene(tmp_path, "b", dn + 1100, scl, offset=-0.2, cloud_cover=50)
-    stack = load_stack(GRID, [a, b], LoadOptions((BANDS["B04"],), with_scl=True), ReadSettings())
+    stack = load_stack(
+        GRID, [a, b], LoadOptions((BANDS["B04"],), mask_layers=(BANDS["SCL"],)), ReadSettings()
+    )
     assert len(stack.days) == 1  # same solar day, merged
     assert set(np.unique(stack.scl)) == {4, 9}  # nearest: no interpolated class values
     # left half from scene a (lower cloud cover), right half filled from scene b
@@ -96,7 +98,7 @@ def test_a_failing_read_is_retried_then_reported(tmp_path, caplog):
         load_stack(
             GRID,
             [broken],
-            LoadOptions((BANDS["B04"],), with_scl=False),
+            LoadOptions((BANDS["B04"],)),
             ReadSettings(retries=2, retry_backoff=0.0),
         )
     assert "retrying" in caplog.text

@@ -226,7 +226,11 @@ def test_cdse_l3_preset(archive, tmp_path):
         name="manual",
         method="quantile",
         quantile=0.25,
-        scl_valid_classes=["dark_area_pixels", "vegetation", "not_vegetated", "water", "snow"],
+        mask_options={
+            "valid_classes": "dark_area_pixels,vegetation,not_vegetated,water,snow",
+            "opening_m": 0,
+            "dilation_m": 0,
+        },
         period="quarter",
         bands=["red"],
     )
@@ -242,7 +246,7 @@ def test_cdse_l3_preset(archive, tmp_path):
             name="med",
             period="quarter",
             bands=["red"],
-            scl_valid_classes=["dark_area_pixels", "vegetation", "not_vegetated", "water", "snow"],
+            mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
         ).out
     )
     both = np.isfinite(a.red.values) & np.isfinite(median.red.values)

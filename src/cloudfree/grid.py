@@ -101,6 +101,8 @@ class Plan:
     periods: tuple[Period, ...]
     units: tuple[WorkUnit, ...]
     scenes: tuple[Scene, ...]
+    halo: int = 0
+    """Pixels loaded around each tile for the cloud mask's clean-up."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -115,11 +117,13 @@ def make_plan(
     periods: Sequence[Period],
     scenes: Sequence[Scene],
     chunk_size: int,
+    halo: int = 0,
 ) -> Plan:
     """Split the grid into tiles and pair each tile and period with the scenes that touch it.
 
-    Tiles outside the area (for geometry inputs) or touched by no scene get no work unit; their
-    pixels stay nodata.
+    ``halo`` pixels around each tile count as touching, so a mask that looks at neighbouring
+    pixels sees every scene there. Tiles outside the area (for geometry inputs) or touched by no
+    scene get no work unit; their pixels stay nodata.
     """
     tiles = GeoboxTiles(geobox, (chunk_size, chunk_size))
     area = aoi.geometry
@@ -129,10 +133,9 @@ def make_plan(
     for iy in range(ny):
         for ix in range(nx):
             tile_box = cast(GeoBox, tiles[iy, ix])
-            extent = tile_box.extent.to_crs("EPSG:4326")
-            if aoi.clip and not extent.intersects(area):
+            if aoi.clip and not tile_box.extent.to_crs("EPSG:4326").intersects(area):
                 continue
-            tile_extents[(iy, ix)] = (tile_box, extent)
+            tile_extents[(iy, ix)] = (tile_box, tile_box.pad(halo).extent.to_crs("EPSG:4326"))
     for p_index, period in enumerate(periods):
         in_period = [s for s in scenes if period.contains(s.datetime)]
         for (iy, ix), (tile_box, extent) in tile_extents.items():
@@ -154,4 +157,21 @@ def make_plan(
         periods=tuple(periods),
         units=tuple(units),
         scenes=tuple(scenes),
+        halo=halo,
     )
+
+
+def pixel_size_metres(geobox: GeoBox) -> float:
+    """The side of a pixel in metres: the resolution, or for degrees its size at the centre.
+
+    One value per grid (not per tile), so metric mask radii become the same pixel radii
+    everywhere in a run.
+    """
+    crs = geobox_crs(geobox)
+    res = geobox.resolution
+    size = (abs(res.x) + abs(res.y)) / 2
+    if not crs.geographic:
+        return size * crs.proj.axis_info[0].unit_conversion_factor
+    lat = math.radians(geobox.extent.centroid.coords[0][1])
+    metres_per_degree = (math.pi / 180) * 6_371_008.8
+    return abs(res.y) * metres_per_degree * (1 + math.cos(lat) * abs(res.x) / abs(res.y)) / 2

@@ -3,7 +3,8 @@
 For every scene and band, odc-geo computes the source window that covers the tile
 (:func:`odc.geo.overlap.compute_reproject_roi`); only that window is read, from the coarsest COG
 overview that still resolves the output pixels. Windows on the same grid are pasted; others are
-warped with GDAL (bilinear, or what the user chose, for reflectance; always nearest for SCL).
+warped (bilinear, or what the user chose, for reflectance; always nearest for class and
+probability layers).
 DNs become int16 reflectance * 10000 with each scene's own scale and offset, and scenes of the
 same solar day are merged (first scene with data wins, by ascending cloud cover) so a day is
 counted once.
@@ -19,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,14 @@ from cloudfree.readers.gdal_band import read_window
 from cloudfree.readers.zarr_band import is_zarr_href, read_zarr_window
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources import providers
-from cloudfree.stack import NODATA, REFLECTANCE_SCALE, VALUE_MAX, VALUE_MIN, Stack
+from cloudfree.stack import (
+    NODATA,
+    PROBABILITY_NODATA,
+    REFLECTANCE_SCALE,
+    VALUE_MAX,
+    VALUE_MIN,
+    Stack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +61,10 @@ class LoadOptions:
 
     bands: tuple[Band, ...]
     """Reflectance bands to load, in output order."""
-    with_scl: bool
-    """Whether the scene classification layer is loaded (needed by the SCL mask)."""
+    mask_layers: tuple[Band, ...] = ()
+    """Layers the cloud mask reads (``SCL``, ``CLD``, extra bands), loaded into ``Stack.layers``."""
     resampling: str = "bilinear"
-    """Resampling for reflectance; SCL is always read with nearest."""
+    """Resampling for reflectance; class and probability layers are always read with nearest."""
 
     def __post_init__(self) -> None:
         if self.resampling not in RESAMPLING_CHOICES:
@@ -80,7 +89,7 @@ def load_stack(
         by_day[scene.solar_day].append(scene)
     days: list[date] = []
     layers: list[np.ndarray] = []
-    scl_layers: list[np.ndarray] = []
+    extra: dict[str, list[np.ndarray]] = {b.id: [] for b in options.mask_layers}
     stores = _Stores()
     with rasterio.Env(**settings.gdal_options):
         for day in sorted(by_day):
@@ -91,28 +100,85 @@ def load_stack(
             merged = _load_day(geobox, ordered, options, settings, stores)
             if merged is None:
                 continue
-            data, scl = merged
+            data, day_layers = merged
             days.append(day)
             layers.append(data)
-            if scl is not None:
-                scl_layers.append(scl)
+            for band_id, layer in day_layers.items():
+                extra[band_id].append(layer)
     ny, nx = geobox.shape.yx
     data = (
         np.stack(layers)
         if layers
         else np.full((0, len(options.bands), ny, nx), NODATA, dtype=np.int16)
     )
-    scl_stack: np.ndarray | None = None
-    if options.with_scl:
-        scl_stack = np.stack(scl_layers) if scl_layers else np.zeros((0, ny, nx), np.uint8)
+    stacked = {
+        band.id: np.stack(extra[band.id]) if days else _missing(band, (0, ny, nx))
+        for band in options.mask_layers
+    }
     return Stack(
         geobox=geobox,
         days=tuple(days),
         bands=tuple(b.id for b in options.bands),
         data=data,
-        scl=scl_stack,
+        layers=MappingProxyType(stacked),
         inside=inside,
     )
+
+
+def _missing(band: Band, shape: tuple[int, ...]) -> np.ndarray:
+    """An all-missing layer of ``band`` in its stack encoding."""
+    if band.is_reflectance:
+        return np.full(shape, NODATA, dtype=np.int16)
+    if band.categorical:
+        return np.zeros(shape, dtype=np.uint8)
+    return np.full(shape, PROBABILITY_NODATA, dtype=np.uint8)
+
+
+def _read_layer(
+    scene: Scene,
+    band: Band,
+    geobox: GeoBox,
+    resampling: str,
+    settings: ReadSettings,
+    stores: _Stores,
+) -> np.ndarray | None:
+    """One band of a scene in its stack encoding, or ``None`` where the scene misses the tile."""
+    if band.is_reflectance:
+        dn = _read(scene, band.id, geobox, resampling, settings, stores)
+        return None if dn is None else to_reflectance(dn, scene.bands[band.id])
+    raw = _read(scene, band.id, geobox, "nearest", settings, stores)
+    if raw is None or band.categorical:
+        return None if raw is None else raw.astype(np.uint8)
+    percent = np.full(raw.shape, PROBABILITY_NODATA, dtype=np.uint8)
+    known = ~np.isnan(raw)
+    percent[known] = np.clip(np.rint(raw[known]), 0, 100).astype(np.uint8)
+    return percent
+
+
+def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
+    """Where a layer in its stack encoding holds a value."""
+    if band.is_reflectance:
+        return layer != NODATA
+    if band.categorical:
+        return layer != 0
+    return layer != PROBABILITY_NODATA
+
+
+def _read_mask_layers(
+    scene: Scene,
+    geobox: GeoBox,
+    options: LoadOptions,
+    settings: ReadSettings,
+    stores: _Stores,
+) -> dict[str, np.ndarray] | None:
+    """The mask layers of one scene, or ``None`` when one of them misses the tile."""
+    layers: dict[str, np.ndarray] = {}
+    for band in options.mask_layers:
+        values = _read_layer(scene, band, geobox, options.resampling, settings, stores)
+        if values is None:
+            return None
+        layers[band.id] = values
+    return layers
 
 
 def _load_day(
@@ -121,42 +187,43 @@ def _load_day(
     options: LoadOptions,
     settings: ReadSettings,
     stores: _Stores,
-) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """Merge the scenes of one solar day: each pixel comes whole from the first scene with data."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Merge the scenes of one solar day: each pixel comes whole from the first scene with data.
+
+    A pixel has data in a scene when every output band and every mask layer has a value there.
+    """
     ny, nx = geobox.shape.yx
     data = np.full((len(options.bands), ny, nx), NODATA, dtype=np.int16)
-    scl = np.zeros((ny, nx), dtype=np.uint8) if options.with_scl else None
+    layers = {b.id: _missing(b, (ny, nx)) for b in options.mask_layers}
     filled = np.zeros((ny, nx), dtype=bool)
     for scene in scenes:
         scene_data = np.full((len(options.bands), ny, nx), NODATA, dtype=np.int16)
         touched = False
         for i, band in enumerate(options.bands):
-            dn = _read(scene, band.id, geobox, options.resampling, settings, stores)
-            if dn is not None:
-                scene_data[i] = to_reflectance(dn, scene.bands[band.id])
+            values = _read_layer(scene, band, geobox, options.resampling, settings, stores)
+            if values is not None:
+                scene_data[i] = values
                 touched = True
         if not touched:
             continue
+        scene_layers = _read_mask_layers(scene, geobox, options, settings, stores)
+        if scene_layers is None:
+            continue
         present = np.all(scene_data != NODATA, axis=0)
-        scene_scl = None
-        if scl is not None:
-            scene_scl = _read(scene, "SCL", geobox, "nearest", settings, stores)
-            if scene_scl is None:
-                continue
-            scene_scl = scene_scl.astype(np.uint8)
-            present &= scene_scl != 0
+        for band in options.mask_layers:
+            present &= _has_value(band, scene_layers[band.id])
         take = present & ~filled
         if not take.any():
             continue
         data[:, take] = scene_data[:, take]
-        if scl is not None and scene_scl is not None:
-            scl[take] = scene_scl[take]
+        for band_id, values in scene_layers.items():
+            layers[band_id][take] = values[take]
         filled |= take
         if filled.all():
             break
     if not filled.any():
         return None
-    return data, scl
+    return data, layers
 
 
 def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from odc.geo.xr import rasterize
 
 from cloudfree import __version__
 from cloudfree.aoi import Aoi, aoi_from_bbox, aoi_from_file
-from cloudfree.bands import Band, resolve_bands
+from cloudfree.bands import Band, canonical_band, resolve_bands
 from cloudfree.catalog.stac_output import (
     PeriodOutput,
     build_collection,
@@ -41,10 +42,11 @@ from cloudfree.grid import (
     make_plan,
     output_geobox,
     parse_crs,
+    pixel_size_metres,
     utm_crs_for,
 )
 from cloudfree.load import LoadOptions, load_stack
-from cloudfree.masks import CDSE_L3_VALID, CloudMask, make_mask
+from cloudfree.masks import CloudMask, load_mask_config, make_mask, merged_options
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.stack import Composite
@@ -76,13 +78,14 @@ PRESETS: dict[str, Preset] = {
     "cdse-l3": Preset(
         name="cdse-l3",
         mask="scl",
-        mask_options={"valid_classes": CDSE_L3_VALID},
+        mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
         method="quantile",
         quantile=0.25,
         period="quarter",
         description=(
-            "Copernicus Sentinel-2 L3 quarterly mosaic: SCL classes 2,4,5,6,11 valid, first "
-            "quartile, int16 with nodata -32768, an observations band"
+            "Copernicus Sentinel-2 L3 quarterly mosaic: SCL classes 2,4,5,6,11 valid (no "
+            "morphological clean-up), first quartile, int16 with nodata -32768, an observations "
+            "band"
         ),
     )
 }
@@ -100,6 +103,8 @@ class MosaicRequest:
     """Output CRS; ``None`` picks the UTM zone of the area's centre."""
     resolution: float | None
     mask: CloudMask
+    min_clear_fraction: float
+    """A solar day whose clear fraction in a tile is below this is dropped from that tile."""
     compositor: Compositor
     period: PeriodSpec
     out: str
@@ -122,8 +127,13 @@ class MosaicRequest:
         """How the composite was made, in one line."""
         return (
             f"{self.compositor.describe()} per {self.period.text} period, "
-            f"{self.mask.describe()}, same-solar-day scenes merged, "
-            f"{self.load.resampling} resampling"
+            f"{self.mask.describe()}"
+            + (
+                f", days under {self.min_clear_fraction:.0%} clear in a tile dropped"
+                if self.min_clear_fraction
+                else ""
+            )
+            + f", same-solar-day scenes merged, {self.load.resampling} resampling"
         )
 
 
@@ -159,7 +169,9 @@ def build_request(
     crs: str | None = None,
     resolution: float | None = None,
     cloud_mask: str | None = None,
-    scl_valid_classes: Iterable[str | int] | None = None,
+    mask_options: Mapping[str, object] | None = None,
+    mask_config: str | Path | None = None,
+    min_clear_fraction: float = 0.0,
     method: str | None = None,
     quantile: float | None = None,
     preset: str | None = None,
@@ -182,16 +194,29 @@ def build_request(
     elif resolution is not None:
         check_resolution(utm_crs_for(aoi), resolution)
 
-    mask_name, method_name, q, period_text, mask_options = _apply_preset(
+    if mask_config is not None:
+        file_mask, file_options = load_mask_config(mask_config)
+        if cloud_mask is not None and file_mask is not None and cloud_mask != file_mask:
+            raise InvalidInputError(
+                f"--cloud-mask {cloud_mask} contradicts cloud_mask = {file_mask!r} "
+                f"in {mask_config}."
+            )
+        cloud_mask = cloud_mask or file_mask
+        mask_options = merged_options(file_options, mask_options)
+    mask_name, method_name, q, period_text, preset_options = _apply_preset(
         preset, cloud_mask, method, quantile, period
     )
-    if scl_valid_classes is not None:
-        if mask_name != "scl":
-            raise InvalidInputError("SCL valid classes only apply with --cloud-mask scl.")
-        if preset is not None:
-            raise InvalidInputError(f"Preset {preset} fixes the SCL valid classes.")
-        mask_options = {"valid_classes": tuple(scl_valid_classes)}
-    mask = make_mask(mask_name, mask_options)
+    if preset is not None and mask_options:
+        raise InvalidInputError(
+            f"Preset {preset} fixes the cloud mask and its options; drop the mask options "
+            "or the preset."
+        )
+    mask = make_mask(mask_name, merged_options(preset_options, mask_options))
+    mask_layers = tuple(canonical_band(name) for name in mask.layers)
+    if not 0.0 <= min_clear_fraction < 1.0:
+        raise InvalidInputError(
+            f"--min-clear-fraction is a fraction of a tile (0 <= F < 1), got {min_clear_fraction}."
+        )
     if method_name == "quantile":
         if q is None:
             raise InvalidInputError("--method quantile needs --quantile Q (0 <= Q <= 1).")
@@ -223,6 +248,7 @@ def build_request(
         crs=target_crs,
         resolution=resolution,
         mask=mask,
+        min_clear_fraction=min_clear_fraction,
         compositor=compositor,
         period=parse_period(period_text),
         out=out,
@@ -232,7 +258,7 @@ def build_request(
         chunk_size=chunk_size,
         load=LoadOptions(
             bands=tuple(b for _, b in resolved_bands),
-            with_scl=mask.needs_scl,
+            mask_layers=mask_layers,
             resampling=resampling,
         ),
         overwrite=overwrite,
@@ -353,14 +379,20 @@ def _apply_preset(
 def search(request: MosaicRequest) -> list[Scene]:
     """Stage 1: the scenes to use, checked to hold every band the job needs."""
     scenes = _search_or_fail(request.source, request.query)
-    needed = [b.id for _, b in request.bands] + (["SCL"] if request.mask.needs_scl else [])
+    for_mask = [b.id for b in request.load.mask_layers]
+    needed = [b.id for _, b in request.bands] + for_mask
     for scene in scenes:
         missing = [b for b in needed if b not in scene.bands]
         if missing:
             raise InvalidInputError(
                 f"Scene {scene.id!r} has no asset for {', '.join(missing)} (it has "
-                f"{', '.join(sorted(scene.bands)) or 'no band assets'}). Choose other bands"
-                + (" or --cloud-mask none." if "SCL" in missing else ".")
+                f"{', '.join(sorted(scene.bands)) or 'no band assets'}). "
+                + (
+                    f"The {request.mask.name} cloud mask reads {', '.join(for_mask)}; choose "
+                    "another --cloud-mask (or none) or a source that has them."
+                    if set(missing) & set(for_mask)
+                    else "Choose other bands."
+                )
             )
     return scenes
 
@@ -382,6 +414,7 @@ def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
         periods=request.period.split(request.query.timerange),
         scenes=scenes,
         chunk_size=request.chunk_size,
+        halo=math.ceil(request.mask.halo_m() / pixel_size_metres(geobox) - 1e-9),
     )
 
 
@@ -410,15 +443,30 @@ def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
     return MosaicStore(request.out)
 
 
-def composite_unit(request: MosaicRequest, unit: WorkUnit) -> Composite:
-    """Stage 4: load, mask and reduce one work unit."""
+def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composite:
+    """Stage 4: load (with the mask's halo), mask, crop to the tile, and reduce one work unit."""
     aoi = request.query.aoi
     inside = None
     if aoi.clip:
         inside = np.asarray(rasterize(aoi.geometry, unit.geobox).values, dtype=bool)
-    stack = load_stack(unit.geobox, unit.scenes, request.load, request.settings, inside=inside)
-    valid = request.mask(stack)
-    return request.compositor(stack.data, valid)
+    padded = unit.geobox.pad(job.halo) if job.halo else unit.geobox
+    stack = load_stack(padded, unit.scenes, request.load, request.settings)
+    clear = request.mask(stack, pixel_size_metres(job.geobox))
+    stack = stack.crop(job.halo, inside)
+    if job.halo:
+        clear = clear[:, job.halo : -job.halo, job.halo : -job.halo]
+    clear = clear & stack.has_data
+    if request.min_clear_fraction > 0:
+        clear = drop_mostly_cloudy(clear, stack.has_data, request.min_clear_fraction)
+    return request.compositor(stack.data, clear)
+
+
+def drop_mostly_cloudy(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np.ndarray:
+    """Drop each day whose clear share of its data pixels in the tile is below ``fraction``."""
+    data_pixels = has_data.sum(axis=(1, 2))
+    clear_pixels = clear.sum(axis=(1, 2))
+    keep = clear_pixels >= fraction * np.maximum(data_pixels, 1)
+    return clear & keep[:, np.newaxis, np.newaxis]
 
 
 def finish(
@@ -482,7 +530,7 @@ def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> 
     store = prepare_outputs(request, job)
 
     def run_unit(unit: WorkUnit) -> None:
-        store.write(job, unit, request.band_names, composite_unit(request, unit))
+        store.write(job, unit, request.band_names, composite_unit(request, job, unit))
 
     run_units(job.units, run_unit, threads=request.threads, key=lambda u: u.key, progress=progress)
     cogs, catalog = finish(request, job, store)

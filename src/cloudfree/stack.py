@@ -7,8 +7,10 @@ copy of its input. Outputs use the same encoding, decoded by ``scale_factor``/``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
+from types import MappingProxyType
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -19,6 +21,8 @@ NODATA = np.int16(-32768)
 REFLECTANCE_SCALE = 1e-4
 #: Largest and smallest storable reflectance values (the int16 range minus the nodata value).
 VALUE_MIN, VALUE_MAX = -32767, 32767
+#: Value of a probability layer (percent, uint8) meaning "no data".
+PROBABILITY_NODATA = np.uint8(255)
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,17 @@ class Stack:
     """Canonical band ids, in request order."""
     data: np.ndarray
     """``(time, band, y, x)`` int16 reflectance * 10000, :data:`NODATA` where missing."""
-    scl: np.ndarray | None
-    """``(time, y, x)`` uint8 scene classification (0 where missing), when loaded."""
+    layers: Mapping[str, np.ndarray] = field(default_factory=lambda: MappingProxyType({}))
+    """The masks' input layers by band id, each ``(time, y, x)``: ``SCL`` uint8 classes (0 where
+    missing), ``CLD`` uint8 percent (:data:`PROBABILITY_NODATA` where missing), reflectance bands
+    int16 like :attr:`data`."""
     inside: np.ndarray | None = None
     """``(y, x)`` bool: pixels inside the area of interest (``None``: all of them)."""
+
+    @property
+    def scl(self) -> np.ndarray | None:
+        """The scene classification layer, when loaded."""
+        return self.layers.get("SCL")
 
     @property
     def has_data(self) -> np.ndarray:
@@ -44,6 +55,20 @@ class Stack:
         if self.inside is not None:
             present &= self.inside[np.newaxis]
         return present
+
+    def crop(self, margin: int, inside: np.ndarray | None = None) -> Stack:
+        """The stack without ``margin`` pixels on each side (a tile's halo), with ``inside``."""
+        if margin == 0:
+            return replace(self, inside=inside)
+        window = (slice(margin, -margin), slice(margin, -margin))
+        return Stack(
+            geobox=self.geobox[window],
+            days=self.days,
+            bands=self.bands,
+            data=self.data[(..., *window)],
+            layers=MappingProxyType({k: v[(..., *window)] for k, v in self.layers.items()}),
+            inside=inside,
+        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
 from cloudfree.composite import compositor_names
 from cloudfree.errors import CloudfreeError
 from cloudfree.load import RESAMPLING_CHOICES
-from cloudfree.masks import mask_names
+from cloudfree.masks import mask_names, mask_options, parse_option_pairs
 from cloudfree.scene import Scene
 
 log = logging.getLogger("cloudfree")
@@ -109,16 +109,30 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @grid_options
 @click.option(
     "--cloud-mask",
-    type=click.Choice(mask_names()),
     default=None,
-    help="Cloud mask (default scl).",
+    metavar="NAME",
+    help=f"Cloud mask: {', '.join(mask_names())}, or a plug-in as module:Class "
+    "(default scl; `cloudfree masks` lists options).",
 )
 @click.option(
-    "--scl-valid",
-    "scl_valid",
+    "--mask-option",
+    "mask_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A cloud-mask option (repeatable), e.g. dilation_m=60 or valid_classes=vegetation,water.",
+)
+@click.option(
+    "--mask-config",
+    type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Comma-separated SCL classes kept by the scl mask, by name or number "
-    "(default: dark_area_pixels,vegetation,not_vegetated,water).",
+    help="TOML or JSON file of mask options (and cloud_mask); --mask-option values win.",
+)
+@click.option(
+    "--min-clear-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Drop a day from a tile when less than this fraction of its data there is clear.",
 )
 @click.option(
     "--method",
@@ -149,7 +163,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.Choice(RESAMPLING_CHOICES),
     default="bilinear",
     show_default=True,
-    help="Resampling for reflectance (SCL is always nearest).",
+    help="Resampling for reflectance (class and probability layers are always nearest).",
 )
 @click.option(
     "--threads",
@@ -160,12 +174,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 @_handle_errors
-def mosaic(ctx: click.Context, scl_valid: str | None, no_quicklook: bool, **options: Any) -> None:
+def mosaic(
+    ctx: click.Context, mask_option_pairs: tuple[str, ...], no_quicklook: bool, **options: Any
+) -> None:
     """Make a cloud-free composite per period and write Zarr, COGs, quick-looks and STAC."""
     from cloudfree.pipeline import build_request, run
 
-    if scl_valid is not None:
-        options["scl_valid_classes"] = [c for c in scl_valid.split(",") if c.strip()]
+    options["mask_options"] = parse_option_pairs(mask_option_pairs)
     request = build_request(quicklook=not no_quicklook, **options)
     with _progress(not ctx.obj["quiet"], "compositing tiles") as progress:
         result = run(request, progress=progress)
@@ -229,6 +244,22 @@ def search(fmt: str, **options: Any) -> None:
     if not console.is_terminal:
         console.width = 250  # piped or redirected: never crop scene ids
     console.print(table)
+
+
+@cli.command()
+def masks() -> None:
+    """List the cloud masks and their options (for --cloud-mask and --mask-option)."""
+    import inspect
+
+    for name in mask_names():
+        click.echo(name)
+        for option, default in mask_options(name).items():
+            shown = "required" if default is inspect.Parameter.empty else f"default {default!r}"
+            if isinstance(default, frozenset):
+                shown = "default " + ",".join(
+                    sorted(str(getattr(c, "name", c)).lower() for c in default)
+                )
+            click.echo(f"  {option}  ({shown})")
 
 
 @cli.command()

@@ -1,16 +1,39 @@
-"""Cloud masks, behind one registry (:func:`make_mask`)."""
+"""Cloud masks, behind one registry (:func:`make_mask`); plug-ins by entry point or import path."""
 
-from cloudfree.masks.base import CloudMask, NoMask, make_mask, mask_names, register_mask
-from cloudfree.masks.scl import CDSE_L3_VALID, DEFAULT_VALID, SclMask, parse_classes
+from cloudfree.masks.base import (
+    ENTRY_POINT_GROUP,
+    CloudMask,
+    NoMask,
+    make_mask,
+    mask_names,
+    mask_options,
+    register_mask,
+)
+from cloudfree.masks.options import load_mask_config, merged_options, parse_option_pairs
+from cloudfree.masks.probability import ProbabilityMask
+from cloudfree.masks.scl import (
+    CDSE_L3_VALID,
+    DEFAULT_VALID,
+    STRICT_VALID,
+    SclMask,
+    parse_classes,
+)
 
 __all__ = [
     "CDSE_L3_VALID",
     "DEFAULT_VALID",
+    "ENTRY_POINT_GROUP",
+    "STRICT_VALID",
     "CloudMask",
     "NoMask",
+    "ProbabilityMask",
     "SclMask",
+    "load_mask_config",
     "make_mask",
     "mask_names",
+    "mask_options",
+    "merged_options",
     "parse_classes",
+    "parse_option_pairs",
     "register_mask",
 ]
