@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # for stac-fastapi-pgstac). Checked with dpkg first, so this costs nothing once installed.
 DEB_PACKAGES := postgresql-15 postgresql-15-postgis-3
 
-.PHONY: install demo test lint bench system-deps
+.PHONY: install demo test lint bench mask-report system-deps
 install: $(STAMP)
 
 system-deps:
@@ -45,3 +45,7 @@ test: system-deps $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# Omission/commission and composite error of every cloud mask; rewrites docs/masks.md.
+mask-report: $(STAMP)
+	$(BIN)/python -m cloudfree.testing.mask_report --out docs/masks.md

@@ -280,3 +280,91 @@ def test_days_mostly_cloudy_in_a_tile_are_dropped():
     clear[2, :6] = False  # 4 of 50 data pixels: 8 % clear
     kept = drop_mostly_cloudy(clear & has, has, 0.5)
     assert not kept[0].any() and kept[1].sum() == 70 and not kept[2].any()
+
+
+# -- masks in the pipeline ---------------------------------------------------------------------
+
+
+def mosaic_of(archive, tmp_path, name, **options):
+    import cloudfree
+
+    defaults = dict(
+        stac=str(archive.catalog),
+        bbox=archive.bbox,
+        start_date="2021-11-01",
+        end_date="2022-04-30",
+        bands=["red"],
+        crs="EPSG:2157",
+        resolution=10.0,
+        quicklook=False,
+        out=str(tmp_path / f"{name}.zarr"),
+    )
+    return cloudfree.mosaic(**(defaults | options))
+
+
+@pytest.mark.parametrize(
+    ("mask", "options"),
+    [("scl", {"opening_m": 30, "dilation_m": 100}), ("probability", {"dilation_m": 80})],
+)
+def test_mosaic_with_256_px_tiles_equals_2048_px_tiles(archive, tmp_path, mask, options):
+    import xarray as xr
+
+    small = mosaic_of(
+        archive, tmp_path, "small", cloud_mask=mask, mask_options=options, chunk_size=256
+    )
+    big = mosaic_of(
+        archive, tmp_path, "big", cloud_mask=mask, mask_options=options, chunk_size=2048
+    )
+    a, b = xr.open_zarr(small.out), xr.open_zarr(big.out)
+    assert small.units > big.units == 1
+    for name in ("red", "observations"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_cleanup_changes_the_mosaic_and_is_in_its_lineage(archive, tmp_path):
+    import xarray as xr
+
+    plain = mosaic_of(archive, tmp_path, "plain", mask_options={"opening_m": 0, "dilation_m": 0})
+    buffered = mosaic_of(
+        archive, tmp_path, "buffered", mask_options={"opening_m": 0, "dilation_m": 100}
+    )
+    a, b = xr.open_zarr(plain.out), xr.open_zarr(buffered.out)
+    assert (b.observations.values <= a.observations.values).all()
+    assert (b.observations.values < a.observations.values).mean() > 0.05
+    assert "cloud/shadow buffer 100 m" in b.attrs["cloudfree:lineage"]
+    assert "buffer" not in a.attrs["cloudfree:lineage"]
+
+
+def test_min_clear_fraction_drops_days(archive, tmp_path):
+    import xarray as xr
+
+    every = mosaic_of(archive, tmp_path, "every", chunk_size=128)
+    some = mosaic_of(archive, tmp_path, "some", chunk_size=128, min_clear_fraction=0.6)
+    a, b = xr.open_zarr(every.out), xr.open_zarr(some.out)
+    assert (b.observations.values <= a.observations.values).all()
+    assert b.observations.values.sum() < a.observations.values.sum()
+    assert "under 60% clear in a tile dropped" in b.attrs["cloudfree:lineage"]
+
+
+def test_mask_layers_missing_from_scenes_fail_before_reading(archive, tmp_path):
+    with pytest.raises(InvalidInputError, match="The probability cloud mask reads CLD") as info:
+        mosaic_of(
+            archive,
+            tmp_path,
+            "x",
+            cloud_mask="probability",
+            stac=str(_items_without(archive, tmp_path, "cloud", "CLD_20m")),
+        )
+    assert "another --cloud-mask" in str(info.value)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def _items_without(archive, tmp_path, *keys):
+    """The archive's ItemCollection with some asset keys removed."""
+    items = json.loads(archive.items_path.read_text())
+    for feature in items["features"]:
+        for key in keys:
+            feature["assets"].pop(key, None)
+    path = tmp_path / "items-without.json"
+    path.write_text(json.dumps(items))
+    return path
