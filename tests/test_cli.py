@@ -20,7 +20,7 @@ from cloudfree.testing import SyntheticArchive, SyntheticScene, make_archive
 
 TILE_SIZE = 256
 START, END = "2021-11-01", "2022-04-30"  # the whole synthetic archive
-BAND_KEYS = {"B02", "B03", "B04", "B08", "SCL"}
+BAND_KEYS = {"B02", "B03", "B04", "B08", "SCL", "CLD"}
 TILE_CRS = {"29UPV": "EPSG:32629", "30UUE": "EPSG:32630"}
 
 
@@ -521,7 +521,7 @@ def test_search_json_lists_every_scene(archive: SyntheticArchive) -> None:
         for name, band in row["bands"].items():
             assert set(band) == {"href", "scale", "offset", "nodata"}
             assert Path(band["href"]).resolve() == scene.band_path(name).resolve()
-            if name == "SCL":
+            if name in ("SCL", "CLD"):
                 assert (band["scale"], band["offset"]) == (1.0, 0.0)
             else:
                 assert band["scale"] == pytest.approx(1e-4)

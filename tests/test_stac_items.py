@@ -253,6 +253,51 @@ def test_real_items_resolve(realdata, name):
     assert (scene.bands["SCL"].scale, scene.bands["SCL"].offset) == (1.0, 0.0)
 
 
+@pytest.mark.realdata
+def test_earth_search_cloud_probability_resolves_to_cld(realdata):
+    """The c1 item's ``cloud`` asset is CLD, a percentage: no reflectance scaling, 0 is a value."""
+    name = "earth_search_v1/S2B_T24MWV_20250731T130245_L2A.es_v1_sentinel-2-c1-l2a.json"
+    path = realdata / "stac_items" / name
+    item = pystac.Item.from_dict(json.loads(path.read_text()))
+    item.set_self_href(str(path))
+    scene = scene_from_item(item)
+    base = (
+        "https://e84-earth-search-sentinel-data.s3.us-west-2.amazonaws.com/sentinel-2-c1-l2a/"
+        "24/M/WV/2025/7/S2B_T24MWV_20250731T130245_L2A/"
+    )
+    cloud = scene.bands["CLD"]
+    assert cloud.href == base + "CLD_20m.tif"
+    assert (cloud.scale, cloud.offset) == (1.0, 0.0)
+    # the item declares nodata 0, but 0 % is Sen2Cor's value for clear ground
+    assert cloud.nodata is None
+    assert cloud.resolution == 20
+    snow = scene.bands["SNW"]
+    assert snow.href == base + "SNW_20m.tif"
+    assert (snow.scale, snow.offset, snow.nodata) == (1.0, 0.0, None)
+    # reflectance is resolved as before
+    red = scene.bands["B04"]
+    assert red.href == base + "B04.tif"
+    assert (red.scale, red.offset, red.nodata) == (pytest.approx(1e-4), pytest.approx(-0.1), 0)
+    assert (scene.bands["SCL"].href, scene.bands["SCL"].nodata) == (base + "SCL.tif", 0)
+    assert set(scene.bands) == {
+        "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+        "SCL", "CLD", "SNW",
+    }  # fmt: skip
+
+
+@pytest.mark.realdata
+def test_earth_search_l2a_cloud_probability_is_the_jp2(realdata):
+    """The older sentinel-2-l2a collection only links Sen2Cor's JPEG 2000 quality masks."""
+    name = "earth_search_v1/S2B_24MWV_20250731_0_L2A.es_v1_sentinel-2-l2a.json"
+    item = pystac.Item.from_dict(json.loads((realdata / "stac_items" / name).read_text()))
+    scene = scene_from_item(item)
+    assert (
+        scene.bands["CLD"].href == "s3://sentinel-s2-l2a/tiles/24/M/WV/2025/7/31/0/qi/CLD_20m.jp2"
+    )
+    assert (scene.bands["CLD"].scale, scene.bands["CLD"].offset) == (1.0, 0.0)
+    assert scene.bands["B04"].offset == 0.0  # harmonised collection: unchanged
+
+
 # file -> (provider, baseline, offset) shared by every Sentinel-2 L2A item of a search result
 COLLECTIONS = {
     "planetary_computer/pc_35MNM_2020-06_07_timeseries.featurecollection.geojson": (

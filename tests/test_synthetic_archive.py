@@ -22,7 +22,9 @@ from shapely.geometry import box, shape
 
 from cloudfree.bands import SclClass
 from cloudfree.errors import InvalidInputError, OutputExistsError, SourceError
+from cloudfree.sources.stac import scene_from_item
 from cloudfree.testing import SyntheticArchive, SyntheticScene, make_archive
+from cloudfree.testing.evaluate import mask_scores, stack_contamination
 
 TILE_SIZE = 256
 N_DATES = 12
@@ -74,7 +76,7 @@ def test_layout_and_counts(archive: SyntheticArchive) -> None:
     for scene in archive.scenes:
         assert scene.item_path.is_file()
         assert scene.item_path.parent.parent.name == "sentinel-2-l2a"
-        for band in (*REFLECTANCE, "SCL"):
+        for band in (*REFLECTANCE, "SCL", "CLD"):
             assert scene.band_path(band).is_file()
     for band in REFLECTANCE:
         assert archive.truth_path(band) == archive.root / "truth" / f"{band}.tif"
@@ -82,7 +84,7 @@ def test_layout_and_counts(archive: SyntheticArchive) -> None:
 
 
 def test_cogs_validate(archive: SyntheticArchive) -> None:
-    scene_paths = [s.band_path(b) for s in archive.scenes for b in (*REFLECTANCE, "SCL")]
+    scene_paths = [s.band_path(b) for s in archive.scenes for b in (*REFLECTANCE, "SCL", "CLD")]
     for path in [*scene_paths, *(archive.truth_path(b) for b in REFLECTANCE)]:
         valid, errors, _ = cog_validate(str(path), quiet=True)
         assert valid, (path, errors)
@@ -107,6 +109,12 @@ def test_dtype_nodata_and_resolution(archive: SyntheticArchive) -> None:
     with rasterio.open(scene.band_path("SCL")) as ds:
         assert ds.dtypes == ("uint8",)
         assert ds.nodata == 0
+        assert ds.res == (20.0, 20.0)
+        assert ds.shape == (TILE_SIZE // 2, TILE_SIZE // 2)
+        assert ds.bounds == bounds10
+    with rasterio.open(scene.band_path("CLD")) as ds:
+        assert ds.dtypes == ("uint8",)
+        assert ds.nodata == 255
         assert ds.res == (20.0, 20.0)
         assert ds.shape == (TILE_SIZE // 2, TILE_SIZE // 2)
         assert ds.bounds == bounds10
@@ -322,12 +330,12 @@ def test_stac_catalog(archive: SyntheticArchive) -> None:
         keys = {b: scene.asset_key(b) for b in (*REFLECTANCE, "SCL")}
         if scene.convention == "stac11-bands":
             assert re.fullmatch(r"S2[AB]_29UPV_\d{8}_0_L2A", item.id)
-            assert set(item.assets) == {"blue", "green", "red", "nir", "scl"}
+            assert set(item.assets) == {"blue", "green", "red", "nir", "scl", "cloud"}
         else:
             assert re.fullmatch(
                 r"S2[AB]_MSIL2A_\d{8}T\d{6}_N\d{4}_R080_T30UUE_\d{8}T\d{6}", item.id
             )
-            assert set(item.assets) == {"B02", "B03", "B04", "B08", "SCL"}
+            assert set(item.assets) == {"B02", "B03", "B04", "B08", "SCL", "CLD_20m"}
         for band, key in keys.items():
             asset = item.assets[key]
             assert asset.media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -370,7 +378,7 @@ def test_determinism_and_seed(tmp_path: Path) -> None:
     second = make_archive(tmp_path / "b", seed=7, tile_size=64, n_dates=3)
     other = make_archive(tmp_path / "c", seed=8, tile_size=64, n_dates=3)
     for one, two in zip(first.scenes, second.scenes, strict=True):
-        for band in ("B04", "SCL"):
+        for band in ("B04", "SCL", "CLD"):
             assert one.band_path(band).read_bytes() == two.band_path(band).read_bytes()
         assert one.item_path.read_bytes() == two.item_path.read_bytes()
     assert first.catalog.read_bytes() == second.catalog.read_bytes()
@@ -401,3 +409,171 @@ def test_regenerate_and_refuse_foreign_directory(tmp_path: Path) -> None:
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, int]) -> None:
     with pytest.raises(InvalidInputError):
         make_archive(tmp_path / "x", **kwargs)
+
+
+def test_cloud_probability_asset(archive: SyntheticArchive) -> None:
+    catalog = pystac.Catalog.from_file(str(archive.catalog))
+    items = {item.id: item for item in catalog.get_items(recursive=True)}
+    for scene in archive.scenes:
+        item = items[scene.id]
+        key = "cloud" if scene.convention == "stac11-bands" else "CLD_20m"
+        assert scene.asset_key("CLD") == key
+        asset = item.assets[key]
+        assert Path(asset.get_absolute_href()) == scene.band_path("CLD")
+        assert asset.roles == ["data", "cloud"]
+        extra = asset.extra_fields
+        assert (extra["nodata"], extra["data_type"], extra["gsd"]) == (255, "uint8", 20)
+        assert extra["proj:shape"] == [TILE_SIZE // 2, TILE_SIZE // 2]
+        (entry,) = extra["bands"]
+        assert entry == {"name": "CLD", "unit": "%"}
+        resolved = scene_from_item(item).bands["CLD"]
+        assert Path(resolved.href) == scene.band_path("CLD")
+        assert (resolved.scale, resolved.offset, resolved.nodata) == (1.0, 0.0, 255.0)
+        assert resolved.resolution == 20
+
+
+def test_cloud_probability_follows_the_sky(archive: SyntheticArchive) -> None:
+    thick_values, clear_values = [], []
+    for scene in archive.scenes:
+        geobox = archive.tile(scene.tile_id).geobox(20)
+        probability = read(scene.band_path("CLD"))
+        conditions = archive.conditions(geobox, scene)
+        truth = archive.contaminated(geobox, scene)
+        np.testing.assert_array_equal(probability == 255, conditions.nodata)
+        assert probability[~conditions.nodata].max() <= 100
+        thick_values.append(probability[(conditions.opacity > 0.6) & ~conditions.nodata])
+        clear_values.append(probability[truth["clear"]])
+    thick, clear = np.concatenate(thick_values), np.concatenate(clear_values)
+    assert thick.size > 10_000 and clear.size > 10_000
+    assert thick.min() >= 80
+    assert np.median(thick) >= 99
+    # low but not zero on clear ground, with noise
+    assert 2.0 < clear.mean() < 8.0
+    assert np.percentile(clear, 99) < 20
+    assert 0.5 < (clear > 0).mean() < 0.95
+
+
+def test_scl_agrees_with_the_contamination_truth(archive: SyntheticArchive) -> None:
+    truths, scls = [], []
+    for scene in archive.scenes:
+        geobox = archive.tile(scene.tile_id).geobox(20)
+        scl = read(scene.band_path("SCL"))
+        conditions = archive.conditions(geobox, scene)
+        truth = archive.contaminated(geobox, scene)
+        # the rebuilt sky is the one the scene was rendered with
+        high = (conditions.opacity > 0.6) & ~conditions.nodata
+        np.testing.assert_array_equal(scl == SclClass.CLOUD_HIGH_PROBABILITY, high)
+        np.testing.assert_array_equal(scl == SclClass.NO_DATA, truth["nodata"])
+        cloud = np.isin(scl, [SclClass.CLOUD_MEDIUM_PROBABILITY, SclClass.CLOUD_HIGH_PROBABILITY])
+        assert not (cloud & ~truth["cloud"]).any()
+        assert not ((scl == SclClass.THIN_CIRRUS) & ~truth["cirrus"]).any()
+        assert not ((scl == SclClass.CLOUD_SHADOWS) & ~truth["shadow"]).any()
+        assert not ((scl == SclClass.SNOW) & ~truth["snow"]).any()
+        assert not ((scl == SclClass.UNCLASSIFIED) & ~truth["cloud"]).any()
+        clear = truth["clear"]
+        np.testing.assert_array_equal(
+            clear,
+            ~(truth["cloud"] | truth["shadow"] | truth["cirrus"] | truth["snow"])
+            & ~truth["nodata"],
+        )
+        truths.append(truth)
+        scls.append(scl)
+    stacked = stack_contamination(truths)
+    scl_valid = np.isin(np.stack(scls), [*CLEAR, SclClass.DARK_AREA_PIXELS])
+    scores = mask_scores(scl_valid, stacked)
+    # every truly clear pixel is in a clear SCL class; SCL misses the haze fringe, faint
+    # cirrus and shadow edges, as Sen2Cor does
+    assert scores.rejected == 0
+    assert 0.01 < scores.omission < 0.15
+    assert scores.kinds["cloud"].missed > 0
+    assert scores.kinds["cirrus"].omission > scores.kinds["cloud"].omission
+    assert scores.kinds["snow"].missed == 0
+    assert 0.2 < scores.contaminated / scores.observations < 0.8
+
+
+def test_contamination_on_any_grid(archive: SyntheticArchive) -> None:
+    lon0, lat0, lon1, lat1 = archive.overlap_bbox()
+    geographic = GeoBox.from_bbox((lon0, lat0, lon1, lat1), "EPSG:4326", shape=(90, 120))
+    west = next(s for s in archive.scenes if s.tile_id == "29UPV" and not s.almost_cloudy)
+    east = next(s for s in archive.scenes if s.tile_id == "30UUE" and s.datetime == west.datetime)
+    truth = archive.contaminated(geographic, west)
+    assert set(truth) == {"cloud", "shadow", "cirrus", "snow", "nodata", "clear"}
+    for mask in truth.values():
+        assert mask.dtype == bool
+        assert mask.shape == geographic.shape
+    assert 0.0 < truth["clear"].mean() < 1.0
+    assert truth["cloud"].any()
+    # both tiles of an acquisition share its sky; dates and times name it too
+    for same in (east, west.datetime, west.datetime.date(), west.datetime.date().isoformat()):
+        other = archive.contaminated(geographic, same)
+        for key, mask in truth.items():
+            np.testing.assert_array_equal(mask, other[key])
+    conditions = archive.conditions(geographic, west)
+    for field in (conditions.opacity, conditions.shadow, conditions.cirrus):
+        assert field.shape == geographic.shape
+        assert np.isfinite(field).all()
+        assert field.min() >= 0.0 and field.max() <= 1.0
+    # the same ground point through a UTM pixel and a tiny lon/lat pixel
+    tile = archive.tile("30UUE")
+    for dx, dy in ((1005.0, 1005.0), (1705.0, 905.0), (805.0, 2205.0)):
+        x, y = tile.transform[2] + dx, tile.transform[5] - dy
+        one_pixel = GeoBox((1, 1), Affine(10, 0, x - 5, 0, -10, y + 5), tile.crs)
+        lon, lat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True).transform(x, y)
+        tiny = GeoBox((1, 1), Affine(2e-8, 0, lon - 1e-8, 0, -2e-8, lat + 1e-8), "EPSG:4326")
+        a = archive.conditions(one_pixel, west)
+        b = archive.conditions(tiny, west)
+        assert a.opacity[0, 0] == pytest.approx(b.opacity[0, 0], abs=1e-4)
+        assert a.shadow[0, 0] == pytest.approx(b.shadow[0, 0], abs=1e-4)
+    # a re-opened archive rebuilds the same skies from archive.json
+    reopened = SyntheticArchive.open(archive.root)
+    np.testing.assert_array_equal(reopened.conditions(geographic, west).opacity, conditions.opacity)
+
+
+def test_contamination_rejects_unknown_dates(archive: SyntheticArchive) -> None:
+    geobox = archive.tiles[0].geobox(20)
+    with pytest.raises(InvalidInputError, match="no acquisition"):
+        archive.contaminated(geobox, "2021-11-04")
+    with pytest.raises(InvalidInputError, match="no acquisition"):
+        archive.conditions(geobox, datetime(2021, 11, 3, 12, tzinfo=UTC))
+    with pytest.raises(InvalidInputError, match="YYYY-MM-DD"):
+        archive.conditions(geobox, "3 Nov 2021")
+
+
+def test_mask_scores_by_hand() -> None:
+    # one date, 2 x 4 pixels; kinds overlap at [0, 1] (cloud and shadow)
+    cloud = np.array([[[1, 1, 0, 0], [0, 0, 0, 0]]], dtype=bool)
+    shadow = np.array([[[0, 1, 1, 0], [0, 0, 0, 0]]], dtype=bool)
+    cirrus = np.array([[[0, 0, 0, 0], [1, 0, 0, 0]]], dtype=bool)
+    snow = np.array([[[0, 0, 0, 0], [0, 1, 0, 0]]], dtype=bool)
+    nodata = np.array([[[0, 0, 0, 1], [0, 0, 0, 0]]], dtype=bool)
+    truth = {"cloud": cloud, "shadow": shadow, "cirrus": cirrus, "snow": snow, "nodata": nodata}
+    # contaminated: [0,0] [0,1] [0,2] [1,0] [1,1]; clear: [1,2] [1,3]; [0,3] has no data
+    clear_pred = np.array([[[0, 1, 0, 1], [1, 0, 0, 1]]], dtype=bool)
+    scores = mask_scores(clear_pred, truth)
+    assert scores.observations == 7
+    assert (scores.contaminated, scores.missed) == (5, 2)  # [0,1] and [1,0] leak
+    assert (scores.clear, scores.rejected) == (2, 1)  # [1,2] is lost
+    assert scores.omission == pytest.approx(2 / 5)
+    assert scores.commission == pytest.approx(1 / 2)
+    by_kind = {k: (v.contaminated, v.missed) for k, v in scores.kinds.items()}
+    assert by_kind == {"cloud": (2, 1), "shadow": (2, 1), "cirrus": (1, 1), "snow": (1, 0)}
+    assert scores.kinds["shadow"].omission == pytest.approx(0.5)
+    assert scores.kinds["snow"].omission == 0.0
+    # the same over two dates, the second all clear and all called clear
+    two = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in truth.items()}
+    both = mask_scores(np.concatenate([clear_pred, np.ones_like(clear_pred)]), two)
+    assert (both.observations, both.contaminated, both.missed) == (15, 5, 2)
+    assert (both.clear, both.rejected) == (10, 1)
+    assert both.commission == pytest.approx(0.1)
+
+
+def test_mask_scores_edge_cases() -> None:
+    nothing = {k: np.zeros((1, 2, 2), bool) for k in ("cloud", "shadow", "cirrus", "snow")}
+    truth = {**nothing, "nodata": np.zeros((1, 2, 2), bool)}
+    scores = mask_scores(np.ones((1, 2, 2), bool), truth)
+    assert np.isnan(scores.omission)
+    assert scores.commission == 0.0
+    with pytest.raises(InvalidInputError, match="nodata"):
+        mask_scores(np.ones((1, 2, 2), bool), nothing)
+    with pytest.raises(InvalidInputError, match="shape"):
+        mask_scores(np.ones((2, 2), bool), truth)

@@ -1,7 +1,8 @@
 """The band registry: Sentinel-2 band names across providers, native resolutions, SCL classes.
 
-One place maps every spelling a provider uses (``B04``, ``red``, ``B04_10m``, ``b04``) to a
-canonical band id, so nothing downstream compares asset keys.
+One place maps every spelling a provider uses (``B04``, ``red``, ``B04_10m``, ``b04``; ``cloud``,
+``CLD_20m``, ``MSK_CLDPRB_20m``) to a canonical band id, so nothing downstream compares asset
+keys.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from dataclasses import dataclass
 from cloudfree.errors import InvalidInputError
 
 
+class BandKind(enum.Enum):
+    """What a band's pixel values mean, which decides how it is scaled, resampled and used."""
+
+    REFLECTANCE = "reflectance"
+    """Surface reflectance DNs, scaled by the product's scale and offset; compositable."""
+    CLASSIFICATION = "classification"
+    """Class codes (SCL): never scaled, only ever resampled with nearest."""
+    PROBABILITY = "probability"
+    """A percentage (0-100) from Sen2Cor's quality masks: never scaled, used by cloud masks."""
+
+
 @dataclass(frozen=True)
 class Band:
-    """One Sentinel-2 MSI band (or the L2A scene classification layer)."""
+    """One Sentinel-2 L2A layer: an MSI band, the scene classification or a probability mask."""
 
     id: str
     """Canonical id, e.g. ``"B04"`` or ``"SCL"``."""
@@ -25,16 +37,21 @@ class Band:
     resolution: int
     """Native ground sampling distance in metres."""
     center_wavelength: float | None
-    """Centre wavelength in micrometres (``None`` for SCL)."""
+    """Centre wavelength in micrometres (``None`` for SCL and the probability masks)."""
     full_width_half_max: float | None
-    """Band width in micrometres (``None`` for SCL)."""
-    categorical: bool = False
-    """True for class layers, which must only ever be resampled with nearest."""
+    """Band width in micrometres (``None`` for SCL and the probability masks)."""
+    kind: BandKind = BandKind.REFLECTANCE
+    """What the pixel values mean."""
+
+    @property
+    def categorical(self) -> bool:
+        """Whether values are class codes, which must only ever be resampled with nearest."""
+        return self.kind is BandKind.CLASSIFICATION
 
     @property
     def is_reflectance(self) -> bool:
-        """Whether pixel values are surface reflectance DNs."""
-        return not self.categorical
+        """Whether pixel values are surface reflectance DNs (scaled by scale and offset)."""
+        return self.kind is BandKind.REFLECTANCE
 
 
 BANDS: dict[str, Band] = {
@@ -52,13 +69,18 @@ BANDS: dict[str, Band] = {
         Band("B09", "nir09", 60, 0.945, 0.026),
         Band("B11", "swir16", 20, 1.610, 0.143),
         Band("B12", "swir22", 20, 2.190, 0.242),
-        Band("SCL", None, 20, None, None, categorical=True),
+        Band("SCL", None, 20, None, None, kind=BandKind.CLASSIFICATION),
+        # Sen2Cor's quality masks MSK_CLDPRB / MSK_SNWPRB: cloud and snow probability, percent
+        Band("CLD", None, 20, None, None, kind=BandKind.PROBABILITY),
+        Band("SNW", None, 20, None, None, kind=BandKind.PROBABILITY),
     )
 }
 
 # Names providers use for a band that are not its id or (unique) common name.
 _ALIASES: dict[str, str] = {
     "scl": "SCL",
+    "cloud": "CLD",  # Earth Search (sentinel-2-l2a and -c1-l2a) asset keys
+    "snow": "SNW",
     "rededge1": "B05",
     "rededge2": "B06",
     "rededge3": "B07",
@@ -73,14 +95,23 @@ _ALIASES: dict[str, str] = {
     "nir": "B08",
 }
 
-_PROVIDER_KEY = re.compile(r"^(?P<band>B\d[\dA]|SCL)(?:_(?P<res>\d+)m)?$", re.IGNORECASE)
+_PROVIDER_KEY = re.compile(
+    r"^(?:(?P<band>B\d[\dA]|SCL|CLD|SNW)|MSK_(?P<mask>CLDPRB|SNWPRB))(?:_(?P<res>\d+)m)?$",
+    re.IGNORECASE,
+)
+# Sen2Cor's QI_DATA file stems (``MSK_CLDPRB_20m.jp2``) for the probability masks.
+_MASK_FILES = {"CLDPRB": "CLD", "SNWPRB": "SNW"}
+
+
+_PROBABILITY_OF = {"CLD": "cloud", "SNW": "snow"}
 
 
 def canonical_band(name: str) -> Band:
     """Return the band a user or provider name refers to.
 
-    Accepts ids (``B04``, ``b04``, ``B8A``), common names (``red``, ``nir``, ``swir16``) and
-    resolution-suffixed keys (``B04_10m``, ``SCL_20m``).
+    Accepts ids (``B04``, ``b04``, ``B8A``, ``CLD``), common names (``red``, ``nir``,
+    ``swir16``), Earth Search keys (``cloud``, ``snow``), resolution-suffixed keys (``B04_10m``,
+    ``SCL_20m``, ``CLD_20m``) and Sen2Cor mask names (``MSK_CLDPRB``, ``MSK_CLDPRB_20m``).
     """
     key = name.strip()
     alias = _ALIASES.get(key.lower())
@@ -88,7 +119,7 @@ def canonical_band(name: str) -> Band:
         return BANDS[alias]
     match = _PROVIDER_KEY.match(key)
     if match:
-        band_id = match["band"].upper()
+        band_id = match["band"].upper() if match["band"] else _MASK_FILES[match["mask"].upper()]
         if band_id in BANDS:
             return BANDS[band_id]
     known = ", ".join(sorted(BANDS)) + "; or common names " + ", ".join(sorted(_ALIASES))
@@ -98,8 +129,8 @@ def canonical_band(name: str) -> Band:
 def resolve_bands(names: Iterable[str]) -> tuple[tuple[str, Band], ...]:
     """Resolve requested names to bands, keeping the requested names and their order.
 
-    Raises when a name is unknown, when two names mean the same band, or when SCL is asked for as
-    a composite band (it is categorical; use a cloud mask instead).
+    Raises when a name is unknown, when two names mean the same band, or when SCL or a
+    probability mask (CLD, SNW) is asked for as a composite band (use a cloud mask instead).
     """
     resolved: list[tuple[str, Band]] = []
     seen: dict[str, str] = {}
@@ -109,6 +140,12 @@ def resolve_bands(names: Iterable[str]) -> tuple[tuple[str, Band], ...]:
             raise InvalidInputError(
                 f"Band {name!r} is the scene classification layer; it cannot be composited. "
                 "Use --cloud-mask scl to mask with it."
+            )
+        if band.kind is BandKind.PROBABILITY:
+            raise InvalidInputError(
+                f"Band {name!r} is the {_PROBABILITY_OF[band.id]} probability layer ({band.id}); "
+                "it cannot be composited. Use --cloud-mask probability to mask with the cloud "
+                "probability."
             )
         if band.id in seen:
             raise InvalidInputError(

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from types import MappingProxyType
 from typing import Any
@@ -29,7 +29,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from cloudfree.access import ResolvedStore, redact_href, redact_message
-from cloudfree.bands import BANDS, Band
+from cloudfree.bands import BANDS, Band, BandKind
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.readers.gdal_band import read_window
@@ -254,7 +254,11 @@ def _read(
     and the (unsigned, credential-free) href: never silent nodata.
     """
     asset = scene.bands[band_id]
-    categorical = BANDS[band_id].categorical
+    band = BANDS[band_id]
+    if band.kind is BandKind.PROBABILITY and asset.nodata is None:
+        # 0 % is a value, not "no data": without a declared nodata every value is valid
+        asset = replace(asset, nodata=float("nan"))
+    categorical = band.categorical
     store = stores.get(asset)
     delay = settings.retry_backoff
     for attempt in range(1, settings.retries + 1):

@@ -15,6 +15,7 @@ import click
 
 from cloudfree import __version__
 from cloudfree.access import redact_message
+from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
 from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
 from cloudfree.composite import compositor_names
@@ -231,7 +232,9 @@ def search(fmt: str, **options: Any) -> None:
         solar_day = scene.solar_day.isoformat()
         day = solar_day if solar_day != previous else "  〃"
         previous = solar_day
-        offsets = sorted({f"{b.offset:g}" for k, b in scene.bands.items() if k != "SCL"})
+        offsets = sorted(
+            {f"{b.offset:g}" for k, b in scene.bands.items() if BANDS[k].is_reflectance}
+        )
         table.add_row(
             day,
             scene.id,

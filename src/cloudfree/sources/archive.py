@@ -131,8 +131,8 @@ class ArchiveSource:
     def _scene(self, parts: SceneParts) -> Scene:
         bands: dict[str, BandAsset] = {}
         for band_id, (path, resolution) in parts.band_paths.items():
-            categorical = BANDS[band_id].categorical
-            scale, offset = (1.0, 0.0) if categorical else _radiometry(parts, band_id)
+            reflectance = BANDS[band_id].is_reflectance
+            scale, offset = _radiometry(parts, band_id) if reflectance else (1.0, 0.0)
             href = self._href(path)
             bands[band_id] = BandAsset(
                 href=href,

@@ -1,8 +1,10 @@
 """STAC sources: an API (item search), a static catalog, or an ItemCollection file.
 
 Items become :class:`~cloudfree.scene.Scene`s here, once: band assets are found through the band
-registry (``red``, ``B04``, ``B04_10m`` all mean B04), Cloud-Optimized GeoTIFFs are preferred
-over JP2 alternates, and each band's scale/offset is decided by :mod:`cloudfree.radiometry`.
+registry (``red``, ``B04``, ``B04_10m`` all mean B04; ``cloud``, ``CLD_20m`` mean the cloud
+probability CLD), Cloud-Optimized GeoTIFFs are preferred over JP2 alternates, and each
+reflectance band's scale/offset is decided by :mod:`cloudfree.radiometry` (SCL and the
+probability masks are used as they are: scale 1, offset 0).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from odc.geo.geom import Geometry
 from urllib3.util.retry import Retry
 
 from cloudfree.access import redact_href
-from cloudfree.bands import Band, canonical_band
+from cloudfree.bands import Band, BandKind, canonical_band
 from cloudfree.config import read_settings
 from cloudfree.errors import InvalidInputError, SourceError
 from cloudfree.radiometry import baseline_from_product_id, decide_radiometry
@@ -268,7 +270,7 @@ def scene_from_item(item: pystac.Item, *, provider: Provider | None = None) -> S
             continue
         fields = asset.extra_fields
         first = _first_band_entry(fields)
-        if band.categorical:
+        if not band.is_reflectance:  # class codes (SCL) and percentages (CLD, SNW) as they are
             scale, offset = 1.0, 0.0
         else:
             radiometry = decide_radiometry(
@@ -284,7 +286,7 @@ def scene_from_item(item: pystac.Item, *, provider: Provider | None = None) -> S
                 harmonised=None if harmonised is None else bool(harmonised),
             )
             scale, offset = radiometry.scale, radiometry.offset
-        nodata = _first_not_none(fields.get("nodata"), first.get("nodata"), 0)
+        nodata = _asset_nodata(fields, first, band)
         resolution = _asset_resolution(fields, first, band)
         rank = (_format_rank(asset), resolution or float(band.resolution))
         href = asset.get_absolute_href() or asset.href
@@ -292,7 +294,7 @@ def scene_from_item(item: pystac.Item, *, provider: Provider | None = None) -> S
             href=href,
             scale=float(scale),
             offset=float(offset),
-            nodata=None if nodata is None else float(nodata),
+            nodata=nodata,
             resolution=resolution,
             store=chosen_provider.store if href.startswith("s3://") else None,
             signer=chosen_provider.signer if href.startswith(("http://", "https://")) else None,
@@ -341,6 +343,20 @@ def _asset_band(key: str, asset: pystac.Asset) -> Band | None:
         except InvalidInputError:
             continue
     return None
+
+
+def _asset_nodata(fields: Mapping[str, Any], first: Mapping[str, Any], band: Band) -> float | None:
+    """The asset's declared nodata; undeclared, 0 for DNs and classes and none for percentages.
+
+    A probability mask's declared 0 is dropped: Sen2Cor writes 0 % for clear ground in
+    ``MSK_CLDPRB``, and Earth Search still declares ``nodata: 0`` on its ``cloud`` and ``snow``
+    assets; honouring it would turn every surely-clear pixel into a missing one. Pixels beyond
+    the swath are known from the reflectance and SCL nodata anyway.
+    """
+    declared = _first_not_none(fields.get("nodata"), first.get("nodata"))
+    if band.kind is BandKind.PROBABILITY:
+        return None if declared is None or float(declared) == 0.0 else float(declared)
+    return float(_first_not_none(declared, 0))
 
 
 def _first_band_entry(fields: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -24,7 +24,6 @@ from cloudfree.testing.geo import (
     Transform6,
     footprint_lonlat,
     grid_local_points,
-    local_bounds,
     reference_grid,
     tile_extent_m,
     tile_transform,
@@ -38,8 +37,10 @@ from cloudfree.testing.model import (
     SyntheticTile,
 )
 from cloudfree.testing.render import (
+    PROBABILITY_NODATA,
     Ground,
     cloud_fraction,
+    scene_cloud_probability,
     scene_reflectance,
     scene_scl,
     to_dn,
@@ -54,16 +55,12 @@ from cloudfree.testing.stac import (
     write_item_collection,
 )
 from cloudfree.testing.weather import (
+    STREAM_CLOUD_PROBABILITY,
     STREAM_NOISE,
     STREAM_SPECKS,
     STREAM_WORLD,
     Acquisition,
-    Lattice,
-    Region,
-    Sky,
-    conditions_at,
-    make_sky,
-    plan_acquisitions,
+    Weather,
     stream,
 )
 
@@ -95,9 +92,7 @@ class _Plan:
     tiles: tuple[SyntheticTile, ...]
     footprints: tuple[Polygon, ...]
     world: World
-    acquisitions: tuple[Acquisition, ...]
-    lattice: Lattice
-    skies: tuple[Sky, ...]
+    weather: Weather
     blocksize: int
 
 
@@ -151,9 +146,6 @@ def _plan(root: Path, seed: int, tile_size: int, n_dates: int) -> _Plan:
     tiles = tuple(tile for tile, _ in placed)
     footprints = tuple(footprint for _, footprint in placed)
     world = World.random(stream(seed, STREAM_WORLD), extent)
-    acquisitions = plan_acquisitions(seed, n_dates, extent)
-    region = Region(local_bounds(footprints), extent, margin=0.25 * extent, step=extent / 128)
-    skies = tuple(make_sky(seed, acq, world, region) for acq in acquisitions)
     return _Plan(
         root=root,
         seed=seed,
@@ -161,9 +153,7 @@ def _plan(root: Path, seed: int, tile_size: int, n_dates: int) -> _Plan:
         tiles=tiles,
         footprints=footprints,
         world=world,
-        acquisitions=acquisitions,
-        lattice=region.lattice(),
-        skies=skies,
+        weather=Weather.plan(seed, n_dates, world, footprints, extent),
         blocksize=max(128, min(256, tile_size // 2)),
     )
 
@@ -191,21 +181,23 @@ def _render_tile(
     scl_transform, scl_shape = _scl_grid(tile)
     ground10 = Ground.sample(plan.world, tile.crs, tile.transform, tile.shape)
     ground20 = Ground.sample(plan.world, tile.crs, scl_transform, scl_shape)
-    stencil10 = plan.lattice.stencil(ground10.points.x, ground10.points.y)
-    stencil20 = plan.lattice.stencil(ground20.points.x, ground20.points.y)
+    weather = plan.weather
+    stencil10 = weather.lattice.stencil(ground10.points.x, ground10.points.y)
+    stencil20 = weather.lattice.stencil(ground20.points.x, ground20.points.y)
     water10, water20 = ground10.water, ground20.water
     convention = CONVENTIONS[tile.id]
-    for acquisition, sky in zip(plan.acquisitions, plan.skies, strict=True):
-        cond10 = conditions_at(
-            acquisition, sky, plan.lattice, ground10.points, stencil10, ground10.elevation, water10
-        )
-        cond20 = conditions_at(
-            acquisition, sky, plan.lattice, ground20.points, stencil20, ground20.elevation, water20
-        )
-        noise = stream(plan.seed, STREAM_NOISE, acquisition.index, tile_index)
-        specks = stream(plan.seed, STREAM_SPECKS, acquisition.index, tile_index)
+    for acquisition, sky in zip(weather.acquisitions, weather.skies, strict=True):
+        index = acquisition.index
+        cond10 = weather.conditions(index, ground10.points, ground10.elevation, water10, stencil10)
+        cond20 = weather.conditions(index, ground20.points, ground20.elevation, water20, stencil20)
+        noise = stream(plan.seed, STREAM_NOISE, index, tile_index)
+        specks = stream(plan.seed, STREAM_SPECKS, index, tile_index)
         reflectance = scene_reflectance(ground10, cond10, acquisition, sky, noise)
         scl = scene_scl(ground20, cond20, specks)
+        # Its own stream: adding the probability layer left the DNs and SCL byte-identical.
+        probability = scene_cloud_probability(
+            cond20, stream(plan.seed, STREAM_CLOUD_PROBABILITY, index, tile_index)
+        )
         baseline, offset = _radiometry(acquisition, tile.id)
         dn = to_dn(reflectance, cond10.nodata, offset)
         scene_id = item_id(
@@ -234,6 +226,10 @@ def _render_tile(
             )
         spec = CogSpec(tile.crs, scl_transform, 0, "nearest", plan.blocksize, "SCL")
         futures.append(pool.submit(write_cog, directory / "SCL.tif", scl, spec))
+        spec = CogSpec(
+            tile.crs, scl_transform, PROBABILITY_NODATA, "nearest", plan.blocksize, "CLD"
+        )
+        futures.append(pool.submit(write_cog, directory / "CLD.tif", probability, spec))
         yield scene, futures
 
 
@@ -266,7 +262,7 @@ def _union_bbox(tiles: tuple[SyntheticTile, ...]) -> tuple[float, float, float, 
 def _publish(plan: _Plan, scenes: list[SyntheticScene]) -> SyntheticArchive:
     """Write the STAC catalog, the ItemCollection and ``archive.json``."""
     bbox = _union_bbox(plan.tiles)
-    platforms = {acq.datetime: acq.platform for acq in plan.acquisitions}
+    platforms = {acq.datetime: acq.platform for acq in plan.weather.acquisitions}
     tiles = {
         tile.id: (tile, footprint)
         for tile, footprint in zip(plan.tiles, plan.footprints, strict=True)
@@ -304,7 +300,8 @@ def make_archive(
     Two overlapping tiles near Dublin (``29UPV`` in EPSG:32629, ``30UUE`` in EPSG:32630,
     straddling lon -6), each acquired on ``n_dates`` dates 15 days apart from 2021-11-03,
     with clouds, cirrus, shadows, snow, swath edges, two radiometric baselines and two
-    STAC provider conventions. The same seed gives byte-identical files.
+    STAC provider conventions. Each scene has B02, B03, B04, B08 (10 m), SCL and a cloud
+    probability CLD (20 m). The same seed gives byte-identical files.
 
     Parameters
     ----------

@@ -1,4 +1,10 @@
-"""The synthetic archive's public records: tiles, scenes and the archive with its truth."""
+"""The synthetic archive's public records: tiles, scenes and the archive with its truth.
+
+Two truths are evaluated analytically on any grid: the cloud-free surface
+(:meth:`SyntheticArchive.truth`) and, per acquisition, the conditions it was observed under and
+which observations they contaminated (:meth:`SyntheticArchive.conditions`,
+:meth:`SyntheticArchive.contaminated`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +24,31 @@ from shapely.geometry import Polygon
 
 from cloudfree.bands import canonical_band
 from cloudfree.errors import InvalidInputError, SourceError
-from cloudfree.testing.fields import TRUTH_BANDS, World
+from cloudfree.testing.fields import TRUTH_BANDS, Cover, World
 from cloudfree.testing.geo import (
+    LocalPoints,
     Transform6,
     footprint_lonlat,
     grid_local_points,
     inscribed_box,
+    tile_extent_m,
 )
+from cloudfree.testing.render import contamination
+from cloudfree.testing.weather import Conditions, Weather
 
 ARCHIVE_FILE = "archive.json"
 ARCHIVE_FORMAT = "cloudfree-synthetic-archive"
-ARCHIVE_VERSION = 1
+ARCHIVE_VERSION = 2
+"""2: every scene has a cloud probability ``CLD.tif`` (asset ``cloud`` / ``CLD_20m``)."""
 CONVENTION_STAC11 = "stac11-bands"
 """Common-name asset keys; ``raster:scale``/``raster:offset`` in each asset's ``bands``."""
 CONVENTION_BASELINE = "baseline-only"
 """Uppercase band-id asset keys; no scale/offset; only ``s2:processing_baseline``."""
+_SPECIAL_ASSET_KEYS: Mapping[str, Mapping[str, str]] = {
+    CONVENTION_STAC11: {"CLD": "cloud"},  # Earth Search c1
+    CONVENTION_BASELINE: {"CLD": "CLD_20m"},  # the SAFE product's MSK_CLDPRB_20m
+}
+"""Asset keys that do not follow a convention's rule (common name / band id)."""
 
 BBox = tuple[float, float, float, float]
 
@@ -63,6 +80,17 @@ def truth_band_id(band: str) -> str:
             f"{', '.join(TRUTH_BANDS)} (or blue, green, red, nir)."
         )
     return band_id
+
+
+def _parse_when(text: str) -> date | datetime:
+    """Parse ``"YYYY-MM-DD"`` as a date and an ISO 8601 time as a datetime."""
+    value = text.strip()
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"Cannot read {text!r} as an acquisition date; use YYYY-MM-DD or an ISO datetime."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -151,7 +179,7 @@ class SyntheticScene:
     cloud_fraction
         Fraction of valid SCL pixels in classes 8, 9, 10.
     item_path
-        The item's JSON file; the COGs ``B02.tif``... ``SCL.tif`` sit beside it.
+        The item's JSON file; the COGs ``B02.tif``... ``SCL.tif``, ``CLD.tif`` sit beside it.
 
     """
 
@@ -168,12 +196,20 @@ class SyntheticScene:
     item_path: Path
 
     def band_path(self, band: str) -> Path:
-        """Return the COG of a band (``"B04"``, ``"red"``, ``"SCL"``...)."""
+        """Return the COG of a band (``"B04"``, ``"red"``, ``"SCL"``, ``"CLD"``...)."""
         return self.item_path.parent / f"{canonical_band(band).id}.tif"
 
     def asset_key(self, band: str) -> str:
-        """Return the item's asset key for a band under this scene's convention."""
+        """Return the item's asset key for a band under this scene's convention.
+
+        ``stac11-bands`` keys are common names or lowercase ids (``red``, ``scl``) and ``cloud``
+        for CLD, as Earth Search c1; ``baseline-only`` keys are band ids (``B04``, ``SCL``) and
+        ``CLD_20m`` for CLD.
+        """
         resolved = canonical_band(band)
+        special = _SPECIAL_ASSET_KEYS.get(self.convention, {}).get(resolved.id)
+        if special is not None:
+            return special
         if self.convention == CONVENTION_STAC11:
             return resolved.common_name or resolved.id.lower()
         return resolved.id
@@ -352,15 +388,124 @@ class SyntheticArchive:
 
         """
         band_id = truth_band_id(band)
+        world = self._world()
+        points = self._points(geobox)
+        return world.surface(points).reflectance[TRUTH_BANDS.index(band_id)]
+
+    @cached_property
+    def weather(self) -> Weather:
+        """Every acquisition and its sky, rebuilt from the seed (computed once, then cached)."""
+        if self.world is None or self.tile_size <= 0:
+            raise SourceError(
+                "This archive record carries no world parameters or tile size; re-open it with "
+                "SyntheticArchive.open."
+            )
+        n_dates = len({scene.datetime for scene in self.scenes})
+        footprints = [tile.footprint() for tile in self.tiles]
+        return Weather.plan(
+            self.seed, n_dates, self.world, footprints, tile_extent_m(self.tile_size)
+        )
+
+    def conditions(
+        self, geobox: GeoBox, when: SyntheticScene | datetime | date | str
+    ) -> Conditions:
+        """Evaluate an acquisition's analytic conditions at the pixel centres of a GeoBox.
+
+        The skies the scenes were rendered from are rebuilt from the archive's seed, so the
+        values on a scene's own grid are the ones it was rendered with, and any other grid and
+        CRS sees the same sky (both tiles of an acquisition share it).
+
+        Parameters
+        ----------
+        geobox
+            Any odc-geo GeoBox (projected or geographic CRS).
+        when
+            The acquisition: a scene, its sensing time, or its date (``date`` or
+            ``"YYYY-MM-DD"``).
+
+        Returns
+        -------
+        Conditions
+            float32 ``opacity``, ``shadow`` (opacity of the cloud casting a shadow) and
+            ``cirrus`` (0..1), and boolean ``nodata`` (beyond the swath) and ``snow``, each of
+            shape ``geobox.shape``.
+
+        Raises
+        ------
+        InvalidInputError
+            If no acquisition matches ``when`` or the GeoBox has no CRS.
+
+        """
+        index = self._acquisition_index(when)
+        points = self._points(geobox)
+        world = self._world()
+        water = world.cover(points) == Cover.WATER
+        return self.weather.conditions(index, points, world.elevation_at(points), water)
+
+    def contaminated(
+        self, geobox: GeoBox, when: SyntheticScene | datetime | date | str
+    ) -> dict[str, np.ndarray]:
+        """Say which observations of an acquisition are contaminated, on any grid.
+
+        The masks threshold :meth:`conditions` where the rendering starts to change the
+        reflectance (the thresholds and their reasons are in
+        :func:`cloudfree.testing.render.contamination`):
+
+        - ``cloud``: cloud opacity > 0.05 (about +0.02 reflectance in the visible);
+        - ``shadow``: casting-cloud opacity > 0.22, where shadows start to darken;
+        - ``cirrus``: cirrus > 0.17 (more than ~0.01 reflectance added);
+        - ``snow``: snow on the ground;
+        - ``nodata``: beyond the swath edge;
+        - ``clear``: none of these.
+
+        Parameters
+        ----------
+        geobox
+            Any odc-geo GeoBox.
+        when
+            The acquisition, as for :meth:`conditions`.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Boolean masks of shape ``geobox.shape``.
+
+        """
+        return contamination(self.conditions(geobox, when))
+
+    def _acquisition_index(self, when: SyntheticScene | datetime | date | str) -> int:
+        """Normalise a scene, time or date to the index of its acquisition."""
+        times = sorted({scene.datetime for scene in self.scenes})
+        if isinstance(when, SyntheticScene):
+            when = when.datetime
+        if isinstance(when, str):
+            when = _parse_when(when)
+        if isinstance(when, datetime):
+            moment = when if when.tzinfo else when.replace(tzinfo=UTC)
+            matches = [i for i, t in enumerate(times) if t == moment]
+        else:
+            matches = [i for i, t in enumerate(times) if t.date() == when]
+        if len(matches) != 1:
+            days = ", ".join(t.date().isoformat() for t in times)
+            raise InvalidInputError(
+                f"The synthetic archive has no acquisition at {when!s}; "
+                f"pass a scene, its datetime or one of the dates {days}."
+            )
+        return matches[0]
+
+    def _world(self) -> World:
         if self.world is None:
             raise SourceError("This archive record carries no world parameters; re-open it.")
+        return self.world
+
+    def _points(self, geobox: GeoBox) -> LocalPoints:
+        """Local metres of a GeoBox's pixel centres."""
         if geobox.crs is None:
             raise InvalidInputError("The GeoBox has no CRS; truth needs georeferenced pixels.")
         affine = geobox.affine
         transform = (affine.a, affine.b, affine.c, affine.d, affine.e, affine.f)
         shape = (int(geobox.shape[0]), int(geobox.shape[1]))
-        points = grid_local_points(geobox.crs.proj, transform, shape)
-        return self.world.surface(points).reflectance[TRUTH_BANDS.index(band_id)]
+        return grid_local_points(geobox.crs.proj, transform, shape)
 
     def truth_path(self, band: str) -> Path:
         """Return the saved truth COG (float32 reflectance, EPSG:32629, 10 m) of a band."""

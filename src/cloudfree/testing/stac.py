@@ -3,12 +3,18 @@
 Two provider conventions are mimicked:
 
 ``stac11-bands`` (tile 29UPV, like CDSE/EOPF STAC 1.1 items)
-    Asset keys are common names (``blue``, ``green``, ``red``, ``nir``, ``scl``); each
-    reflectance asset's ``bands[0]`` carries ``raster:scale`` 0.0001 and ``raster:offset``
-    (-0.1 with the baseline >= 04.00 offset, else 0.0).
+    Asset keys are common names (``blue``, ``green``, ``red``, ``nir``, ``scl``) and ``cloud``
+    for the cloud probability, as Earth Search c1; each reflectance asset's ``bands[0]``
+    carries ``raster:scale`` 0.0001 and ``raster:offset`` (-0.1 with the baseline >= 04.00
+    offset, else 0.0).
 ``baseline-only`` (tile 30UUE, like Planetary Computer)
     Asset keys are band ids (``B02``, ``B03``, ``B04``, ``B08``, ``SCL``); there is no scale or
-    offset anywhere, only ``s2:processing_baseline``.
+    offset anywhere, only ``s2:processing_baseline``. Planetary Computer items have no cloud
+    probability asset; these carry one anyway, keyed ``CLD_20m`` after the SAFE product's
+    ``MSK_CLDPRB_20m``, so probability masks can be measured on both tiles.
+
+The cloud probability (``CLD.tif``: uint8 percent, 20 m) declares ``nodata`` 255, the value
+beyond the swath; real Earth Search items declare 0, which is also a valid probability.
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ from typing import Any
 import pystac
 from shapely.geometry import Polygon, mapping
 
-from cloudfree.bands import BANDS
+from cloudfree.bands import BANDS, BandKind
 from cloudfree.testing.fields import TRUTH_BANDS
 from cloudfree.testing.model import CONVENTION_STAC11, SyntheticScene, SyntheticTile
+from cloudfree.testing.render import PROBABILITY_NODATA
 
 COLLECTION_ID = "sentinel-2-l2a"
 CATALOG_ID = "cloudfree-synthetic"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-SCENE_BANDS: tuple[str, ...] = (*TRUTH_BANDS, "SCL")
+SCENE_BANDS: tuple[str, ...] = (*TRUTH_BANDS, "SCL", "CLD")
 """Assets of every item, by band id; the COG files are named ``<band id>.tif``."""
 ITEM_EXTENSIONS: tuple[str, ...] = (
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
@@ -39,6 +46,11 @@ ITEM_EXTENSIONS: tuple[str, ...] = (
     "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
     "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
 )
+PROBABILITY_ASSETS = {
+    "CLD": ("Cloud Probabilities", "cloud"),
+    "SNW": ("Snow Probabilities", "snow-ice"),
+}
+"""Title and second role of the probability assets, as Earth Search gives them."""
 REFLECTANCE_SCALE = 0.0001
 REFLECTANCE_OFFSET = -0.1
 RELATIVE_ORBIT = 80
@@ -95,7 +107,19 @@ def _band_entry(band_id: str, scene: SyntheticScene) -> dict[str, Any]:
     if scene.convention == CONVENTION_STAC11 and band.is_reflectance:
         entry["raster:scale"] = REFLECTANCE_SCALE
         entry["raster:offset"] = REFLECTANCE_OFFSET if scene.offset_applied else 0.0
+    if band.kind is BandKind.PROBABILITY:
+        entry["unit"] = "%"
     return entry
+
+
+def _title(band_id: str) -> str:
+    """Asset title, as Earth Search words it."""
+    band = BANDS[band_id]
+    if band.kind is BandKind.CLASSIFICATION:
+        return "Scene classification map (SCL)"
+    if band.kind is BandKind.PROBABILITY:
+        return PROBABILITY_ASSETS[band_id][0]
+    return f"{band.common_name} - {band.resolution}m ({band_id})"
 
 
 def _asset(band_id: str, scene: SyntheticScene, tile: SyntheticTile) -> pystac.Asset:
@@ -103,24 +127,20 @@ def _asset(band_id: str, scene: SyntheticScene, tile: SyntheticTile) -> pystac.A
     band = BANDS[band_id]
     factor = band.resolution // 10
     a, b, c, d, e, f = tile.transform
+    probability = band.kind is BandKind.PROBABILITY
     extra: dict[str, Any] = {
         "bands": [_band_entry(band_id, scene)],
-        "nodata": 0,
-        "data_type": "uint8" if band.categorical else "uint16",
+        "nodata": PROBABILITY_NODATA if probability else 0,
+        "data_type": "uint16" if band.is_reflectance else "uint8",
         "gsd": band.resolution,
         "proj:shape": [tile.shape[0] // factor, tile.shape[1] // factor],
         "proj:transform": [a * factor, b * factor, c, d * factor, e * factor, f],
     }
-    title = (
-        "Scene classification map (SCL)"
-        if band.categorical
-        else (f"{band.common_name} - {band.resolution}m ({band_id})")
-    )
     return pystac.Asset(
         href=f"./{band_id}.tif",
-        title=title,
+        title=_title(band_id),
         media_type=COG_MEDIA_TYPE,
-        roles=["data"],
+        roles=["data", PROBABILITY_ASSETS[band_id][1]] if probability else ["data"],
         extra_fields=extra,
     )
 

@@ -2,19 +2,23 @@
 
 Cloud and cirrus opacity are sums of seeded gaussian blobs in local metres, tabulated once per
 acquisition on a coarse local-metre grid and interpolated bilinearly at pixel centres. Both
-tiles of an acquisition sample the same tables, so they see the same sky.
+tiles of an acquisition sample the same tables, so they see the same sky. :meth:`Weather.plan`
+rebuilds every sky of an archive from its seed, world and tiles; the generator and
+``SyntheticArchive.conditions`` both go through it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from shapely.geometry import Polygon
 
 from cloudfree.testing.fields import FourierField, World
-from cloudfree.testing.geo import LocalPoints
+from cloudfree.testing.geo import LocalPoints, local_bounds
 
 FIRST_ACQUISITION = datetime(2021, 11, 3, 11, 45, 21, tzinfo=UTC)
 """Sensing time of the first acquisition."""
@@ -28,6 +32,7 @@ STREAM_PLAN = 2
 STREAM_SKY = 3
 STREAM_NOISE = 4
 STREAM_SPECKS = 5
+STREAM_CLOUD_PROBABILITY = 6
 
 
 def stream(seed: int, *keys: int) -> np.random.Generator:
@@ -491,3 +496,106 @@ def conditions_at(
         nodata=nodata,
         snow=snow,
     )
+
+
+def sky_region(footprints: Sequence[Polygon], extent: float) -> Region:
+    """Return the area the skies are tabulated over: the tiles' union plus a quarter tile.
+
+    Parameters
+    ----------
+    footprints
+        Lon/lat footprints of the archive's tiles.
+    extent
+        Tile side in metres.
+
+    Returns
+    -------
+    Region
+        Bounds of the footprints in local metres, a margin of ``extent / 4`` (room for shadow
+        shifts) and a lattice step of ``extent / 128``.
+
+    """
+    return Region(local_bounds(tuple(footprints)), extent, margin=0.25 * extent, step=extent / 128)
+
+
+@dataclass(frozen=True)
+class Weather:
+    """Every acquisition of an archive with its tabulated sky: all that changes from date to date.
+
+    Attributes
+    ----------
+    acquisitions
+        The acquisitions, in time order.
+    skies
+        Their skies, in the same order.
+    lattice
+        The lattice the skies are tabulated on.
+
+    """
+
+    acquisitions: tuple[Acquisition, ...]
+    skies: tuple[Sky, ...]
+    lattice: Lattice
+
+    @classmethod
+    def plan(
+        cls,
+        seed: int,
+        n_dates: int,
+        world: World,
+        footprints: Sequence[Polygon],
+        extent: float,
+    ) -> Weather:
+        """Plan the acquisitions and tabulate their skies, deterministically from the seed.
+
+        This is the one path from an archive's parameters to its skies: the generator renders
+        from it and ``SyntheticArchive.conditions`` rebuilds the same skies with it.
+
+        Parameters
+        ----------
+        seed
+            Archive seed.
+        n_dates
+            Number of acquisitions.
+        world
+            The static world (snow lines follow its elevation).
+        footprints
+            Lon/lat footprints of the tiles (they fix the tabulated region).
+        extent
+            Tile side in metres.
+
+        Returns
+        -------
+        Weather
+            The acquisitions and their skies.
+
+        """
+        acquisitions = plan_acquisitions(seed, n_dates, extent)
+        region = sky_region(footprints, extent)
+        skies = tuple(make_sky(seed, acq, world, region) for acq in acquisitions)
+        return cls(acquisitions, skies, region.lattice())
+
+    def conditions(
+        self,
+        index: int,
+        points: LocalPoints,
+        elevation: np.ndarray,
+        water: np.ndarray,
+        stencil: Stencil | None = None,
+    ) -> Conditions:
+        """Evaluate acquisition ``index``'s conditions at points (see :func:`conditions_at`).
+
+        ``stencil`` may be passed when it is shared by several acquisitions; it is computed
+        from ``points`` otherwise.
+        """
+        if stencil is None:
+            stencil = self.lattice.stencil(points.x, points.y)
+        return conditions_at(
+            self.acquisitions[index],
+            self.skies[index],
+            self.lattice,
+            points,
+            stencil,
+            elevation,
+            water,
+        )
