@@ -138,22 +138,13 @@ def _pixel_longitudes(gbox):
     return lon
 
 
-def test_tile_size_barely_changes_the_result(archive, tmp_path):
-    """Tiles of 128 and 512 px agree: GDAL's warper differs slightly between windows.
-
-    Measured: 1.3% of pixels differ by 1 DN (rounding), 0.01% by up to ~20 DN and 4 pixels by one
-    observation, next to swath-edge nodata.
-    """
+def test_tile_size_does_not_change_the_result(archive, tmp_path):
+    """Tiles of 128 and 512 px give the same mosaic, bit for bit (cloudfree.readers.warp)."""
     a = xr.open_zarr(run(archive, tmp_path, name="a", chunk_size=128, bands=["red"]).out)
     b = xr.open_zarr(run(archive, tmp_path, name="b", chunk_size=512, bands=["red"]).out)
-    ra, rb = a.red.values, b.red.values
-    np.testing.assert_array_equal(np.isnan(ra), np.isnan(rb))
-    diff = np.abs(ra - rb)[np.isfinite(ra)]
-    assert np.mean(diff > 0) < 0.03
-    assert np.mean(diff > 1.01e-4) < 0.001
-    assert diff.max() < 0.005
-    counts = a.observations.values.astype(int) - b.observations.values
-    assert np.abs(counts).max() <= 1 and np.mean(counts != 0) < 1e-4
+    assert set(a.data_vars) == set(b.data_vars) == {"red", "observations"}
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 def test_cog_per_period_in_request_order(archive, tmp_path):
