@@ -107,3 +107,20 @@ def test_a_failing_read_is_retried_then_reported(tmp_path, caplog):
 def test_hrefs_in_messages_lose_signatures_and_credentials():
     href = "https://user:secret@example.com/a/B04.tif?se=2030&sig=abc%3D"
     assert redact_href(href) == "https://example.com/a/B04.tif"
+
+
+@pytest.mark.parametrize("output_crs", [CRS, "EPSG:2157"])  # pasted, and warped
+def test_cloud_probability_keeps_zero_percent_without_declared_nodata(tmp_path, output_crs):
+    """Sen2Cor's 0 % is clear ground, not missing (Earth Search declares nodata 0 on it)."""
+    dn = np.full((64, 64), 1500, np.uint16)
+    prob = np.zeros((32, 32), np.uint8)
+    prob[:, 16:] = 90
+    s = scene(tmp_path, "p", dn, np.full((32, 32), 4, np.uint8), offset=0.0)
+    cld = write(tmp_path / "p_CLD.tif", prob, 20, nodata=None)
+    s = Scene(**{**s.__dict__, "bands": {**s.bands, "CLD": BandAsset(cld, 1.0, 0.0, None, 20)}})
+    grid = GRID if output_crs == CRS else GRID.to_crs(output_crs).pad(-3)
+    options = LoadOptions((BANDS["B04"],), mask_layers=(BANDS["CLD"],))
+    stack = load_stack(grid, [s], options, ReadSettings())
+    values = stack.layers["CLD"][0]
+    assert set(np.unique(values)) == {0, 90}
+    assert (values == 0).mean() > 0.4
