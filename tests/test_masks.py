@@ -368,3 +368,11 @@ def _items_without(archive, tmp_path, *keys):
     path = tmp_path / "items-without.json"
     path.write_text(json.dumps(items))
     return path
+
+
+def test_s2cloudless_on_l2a_scenes_says_which_bands_are_missing(archive, tmp_path):
+    pytest.importorskip("s2cloudless", reason="the s2cloudless extra is not installed")
+    with pytest.raises(InvalidInputError, match="has no asset for B01, B05") as info:
+        mosaic_of(archive, tmp_path, "s2c", cloud_mask="s2cloudless")
+    assert "The s2cloudless cloud mask reads B01" in str(info.value)
+    assert not (tmp_path / "s2c.zarr").exists()

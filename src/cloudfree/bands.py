@@ -67,6 +67,7 @@ BANDS: dict[str, Band] = {
         Band("B08", "nir", 10, 0.842, 0.145),
         Band("B8A", "nir08", 20, 0.865, 0.033),
         Band("B09", "nir09", 60, 0.945, 0.026),
+        Band("B10", "cirrus", 60, 1.375, 0.030),  # L1C only: L2A products have no B10
         Band("B11", "swir16", 20, 1.610, 0.143),
         Band("B12", "swir22", 20, 2.190, 0.242),
         Band("SCL", None, 20, None, None, kind=BandKind.CLASSIFICATION),
@@ -86,6 +87,7 @@ _ALIASES: dict[str, str] = {
     "rededge3": "B07",
     "nir08": "B8A",
     "nir09": "B09",
+    "cirrus": "B10",
     "swir16": "B11",
     "swir22": "B12",
     "coastal": "B01",

@@ -11,6 +11,7 @@ from cloudfree.masks.base import (
 )
 from cloudfree.masks.options import load_mask_config, merged_options, parse_option_pairs
 from cloudfree.masks.probability import ProbabilityMask
+from cloudfree.masks.s2cloudless import S2CloudlessMask
 from cloudfree.masks.scl import (
     CDSE_L3_VALID,
     DEFAULT_VALID,
@@ -27,6 +28,7 @@ __all__ = [
     "CloudMask",
     "NoMask",
     "ProbabilityMask",
+    "S2CloudlessMask",
     "SclMask",
     "load_mask_config",
     "make_mask",

@@ -44,7 +44,7 @@ def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     r = reach(radius)
     if r == 0:
         return mask.copy()
-    widths = _half_widths(radius)
+    widths = disk_half_widths(radius)
     return _dilate(_layers(mask), widths).reshape(mask.shape)
 
 
@@ -60,7 +60,7 @@ def opening(mask: np.ndarray, radius: float) -> np.ndarray:
     return dilate(erode(mask, radius), radius)
 
 
-def _half_widths(radius: float) -> np.ndarray:
+def disk_half_widths(radius: float) -> np.ndarray:
     """Half-width of the disk on each row offset ``dy = -r..r``."""
     r = reach(radius)
     dy = np.arange(-r, r + 1)
