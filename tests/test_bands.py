@@ -30,13 +30,14 @@ from cloudfree.errors import InvalidInputError
         ("snow", "SNW"),
         ("SNW_20m", "SNW"),
         ("MSK_SNWPRB_20m", "SNW"),
+        ("cirrus", "B10"),
     ],
 )
 def test_provider_names_map_to_one_band(name, expected):
     assert canonical_band(name).id == expected
 
 
-@pytest.mark.parametrize("name", ["MSK_B04", "MSK_CLDPRBX", "cirrus", "CLDPRB"])
+@pytest.mark.parametrize("name", ["MSK_B04", "MSK_CLDPRBX", "cirrus_prob", "CLDPRB"])
 def test_near_misses_are_unknown(name):
     with pytest.raises(InvalidInputError, match="Unknown band"):
         canonical_band(name)
