@@ -45,6 +45,7 @@ test: system-deps $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/kernels.py
 
 # Omission/commission and composite error of every cloud mask; rewrites docs/masks.md.
 mask-report: $(STAMP)
