@@ -467,6 +467,44 @@ def test_quiet_mosaic_from_item_collection(archive: SyntheticArchive, tmp_path: 
     assert (tmp_path / "quiet.stac" / "collection.json").is_file()
 
 
+def test_mask_config_file_and_options(archive: SyntheticArchive, tmp_path: Path) -> None:
+    """A TOML file names the mask and its options; --mask-option wins over the file."""
+    config = tmp_path / "mask.toml"
+    config.write_text('cloud_mask = "probability"\nthreshold = 30\ndilation_m = 100\n')
+    out = tmp_path / "masked.zarr"
+    result = invoke(
+        "-q",
+        "mosaic",
+        "--stac",
+        archive.items_path,
+        *bbox_args(archive.overlap_bbox()),
+        "--start-date",
+        "2021-11-01",
+        "--end-date",
+        "2021-12-31",
+        "--mask-config",
+        config,
+        "--mask-option",
+        "dilation_m=50",
+        "--min-clear-fraction",
+        "0.2",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    with xr.open_zarr(out) as ds:
+        lineage = ds.attrs["cloudfree:lineage"]
+    assert "cloud probability below 30 % (opening 20 m, buffer 50 m)" in lineage
+    assert "days under 20% clear in a tile dropped" in lineage
+
+
+def test_masks_command_lists_masks_and_options() -> None:
+    result = invoke("masks")
+    assert result.exit_code == 0
+    for expected in ("scl", "probability", "s2cloudless", "none", "dilation_m", "threshold"):
+        assert expected in result.output
+
+
 def test_stac_hrefs_resolve_with_relative_paths(
     archive: SyntheticArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
