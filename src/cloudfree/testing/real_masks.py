@@ -21,17 +21,20 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
+import pystac
 import rasterio
 from odc.geo.geobox import GeoBox
 
 from cloudfree.bands import SclClass
 from cloudfree.composite import make_compositor
 from cloudfree.grid import pixel_size_metres
+from cloudfree.load import to_reflectance
 from cloudfree.masks.base import CloudMask, NoMask
 from cloudfree.masks.morphology import dilate
 from cloudfree.masks.probability import ProbabilityMask
 from cloudfree.masks.scl import SclMask
-from cloudfree.stack import NODATA, PROBABILITY_NODATA, REFLECTANCE_SCALE, VALUE_MAX, Stack
+from cloudfree.sources.stac import scene_from_item
+from cloudfree.stack import NODATA, PROBABILITY_NODATA, REFLECTANCE_SCALE, Stack
 
 #: The decimated L2A product, relative to the realdata folder.
 RKH_PIXELS = Path("pixels/rio-tiler-pds_S2A_29RKH_20200219_0_L2A")
@@ -160,10 +163,11 @@ def rkh_stack(realdata: Path) -> Stack:
     with rasterio.open(folder / "B11.tif") as src:
         if src.transform != geobox.affine:
             raise ValueError("B11.tif and SCL.tif are expected on the same 200 m grid.")
-        dn = src.read(1)
-        nodata = src.nodata
-    # Baseline 02.14: reflectance = DN * 1e-4 with no offset, so the stored int16 is the DN.
-    data = np.where(dn == nodata, NODATA, np.minimum(dn, VALUE_MAX).astype(np.int16))
+        dn = src.read(1).astype(np.float32)
+        dn[dn == src.nodata] = np.nan
+    # scale and offset as the real item and its provider's convention decide them
+    scene = scene_from_item(pystac.Item.from_file(str(realdata / RKH_ITEM)))
+    data = to_reflectance(dn, scene.bands["B11"])
     return Stack(
         geobox=geobox,
         days=(date(2020, 2, 19),),
