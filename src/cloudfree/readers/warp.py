@@ -179,9 +179,8 @@ def warp_window(
         out = np.zeros(geobox.shape.yx, dtype=np.uint8)
     else:
         out = np.full(geobox.shape.yx, np.nan, dtype=np.float32)
-    kernel = _nearest if resampling == "nearest" else _bilinear
     with _KERNEL_LOCK:
-        missing = kernel(
+        missing = _resample(
             np.ascontiguousarray(block),
             float(src_nodata),
             rows.start,
@@ -192,6 +191,7 @@ def warp_window(
             nodes.v,
             nodes.row_offset,
             nodes.col_offset,
+            resampling == "bilinear",
             out,
         )
     if missing:
@@ -360,7 +360,7 @@ def _fill_coordinates(
 
 
 @numba.njit(parallel=True, cache=True)
-def _nearest(
+def _resample(
     block: np.ndarray,
     nodata: float,
     row0: int,
@@ -371,9 +371,14 @@ def _nearest(
     node_v: np.ndarray,
     row_offset: int,
     col_offset: int,
+    bilinear: bool,
     out: np.ndarray,
 ) -> int:
-    """Nearest neighbour: the source pixel containing the coordinate; returns missing pixels."""
+    """Nearest or GDAL's 2 x 2 bilinear; returns pixels that needed a source pixel off the block.
+
+    Nearest takes the source pixel containing the coordinate; bilinear drops nodata neighbours
+    and renormalises the remaining weights.
+    """
     ny, nx = out.shape
     bh, bw = block.shape
     missing = np.zeros(ny, dtype=np.int64)
@@ -391,49 +396,13 @@ def _nearest(
             if not (0 <= br < bh and 0 <= bc < bw):
                 row_missing += 1
                 continue
-            value = block[br, bc]
-            if value == nodata or value != value:
-                continue
-            out[i, j] = value
-        missing[i] = row_missing
-    return missing.sum()
-
-
-@numba.njit(parallel=True, cache=True)
-def _bilinear(
-    block: np.ndarray,
-    nodata: float,
-    row0: int,
-    col0: int,
-    height: int,
-    width: int,
-    node_u: np.ndarray,
-    node_v: np.ndarray,
-    row_offset: int,
-    col_offset: int,
-    out: np.ndarray,
-) -> int:
-    """GDAL's 2 x 2 bilinear, nodata dropped and weights renormalised; returns missing pixels."""
-    ny, nx = out.shape
-    bh, bw = block.shape
-    missing = np.zeros(ny, dtype=np.int64)
-    for i in numba.prange(ny):
-        row_u = _node_row(node_u, i, row_offset)
-        row_v = _node_row(node_v, i, row_offset)
-        row_missing = 0
-        for j in range(nx):
-            u = _along_row(row_u, j, col_offset)
-            v = _along_row(row_v, j, col_offset)
-            if not (0.0 <= u < width and 0.0 <= v < height):
-                continue
-            # GDAL's rule: no value where the pixel containing the centre is nodata
-            br = math.floor(v) - row0
-            bc = math.floor(u) - col0
-            if not (0 <= br < bh and 0 <= bc < bw):
-                row_missing += 1
-                continue
+            # the pixel containing the centre: the nearest value, and GDAL's bilinear gives no
+            # value where it is nodata
             centre = block[br, bc]
             if centre == nodata or centre != centre:
+                continue
+            if not bilinear:
+                out[i, j] = centre
                 continue
             value, outside = _bilinear_sample(
                 block, nodata, row0, col0, height, width, u - 0.5, v - 0.5
