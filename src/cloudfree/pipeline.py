@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox
 from odc.geo.xr import rasterize
 
 from cloudfree import __version__
@@ -49,7 +50,7 @@ from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CloudMask, load_mask_config, make_mask, merged_options
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
-from cloudfree.stack import Composite
+from cloudfree.stack import Composite, Stack
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
 from cloudfree.store.quicklook import quicklook_png
@@ -414,7 +415,7 @@ def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
         periods=request.period.split(request.query.timerange),
         scenes=scenes,
         chunk_size=request.chunk_size,
-        halo=math.ceil(request.mask.halo_m() / pixel_size_metres(geobox) - 1e-9),
+        halo=halo_pixels(request.mask, pixel_size_metres(geobox)),
     )
 
 
@@ -449,16 +450,38 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
     inside = None
     if aoi.clip:
         inside = np.asarray(rasterize(aoi.geometry, unit.geobox).values, dtype=bool)
-    padded = unit.geobox.pad(job.halo) if job.halo else unit.geobox
-    stack = load_stack(padded, unit.scenes, request.load, request.settings)
-    clear = request.mask(stack, pixel_size_metres(job.geobox))
-    stack = stack.crop(job.halo, inside)
-    if job.halo:
-        clear = clear[:, job.halo : -job.halo, job.halo : -job.halo]
-    clear = clear & stack.has_data
+    stack, clear = load_masked(
+        request, unit.geobox, unit.scenes, job.halo, pixel_size_metres(job.geobox), inside
+    )
     if request.min_clear_fraction > 0:
         clear = drop_mostly_cloudy(clear, stack.has_data, request.min_clear_fraction)
     return request.compositor(stack.data, clear)
+
+
+def halo_pixels(mask: CloudMask, pixel_size_m: float) -> int:
+    """The mask's context around a tile in whole pixels of ``pixel_size_m``."""
+    return math.ceil(mask.halo_m() / pixel_size_m - 1e-9)
+
+
+def load_masked(
+    request: MosaicRequest,
+    geobox: GeoBox,
+    scenes: Sequence[Scene],
+    halo: int,
+    pixel_size_m: float,
+    inside: np.ndarray | None = None,
+) -> tuple[Stack, np.ndarray]:
+    """Load a tile padded by ``halo`` pixels, mask it, and crop both back to the tile.
+
+    Returns the tile's stack and its ``(time, y, x)`` clear observations (with data).
+    """
+    padded = geobox.pad(halo) if halo else geobox
+    stack = load_stack(padded, scenes, request.load, request.settings)
+    clear = request.mask(stack, pixel_size_m)
+    stack = stack.crop(halo, inside)
+    if halo:
+        clear = clear[:, halo:-halo, halo:-halo]
+    return stack, clear & stack.has_data
 
 
 def drop_mostly_cloudy(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np.ndarray:

@@ -16,7 +16,6 @@ Where ``../shared/realdata`` is present it adds the figures on real pixels
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -25,9 +24,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from cloudfree.grid import WorkUnit
-from cloudfree.load import load_stack
-from cloudfree.pipeline import build_request, mosaic, search
+from cloudfree.pipeline import build_request, halo_pixels, load_masked, mosaic, search
 from cloudfree.testing import make_archive
 from cloudfree.testing.evaluate import (
     MaskScores,
@@ -92,15 +89,10 @@ def score_observations(archive: SyntheticArchive, config: MaskConfig, workdir: P
         out=str(workdir / "unused.zarr"),
     )
     geobox = tile.geobox()
-    halo = math.ceil(request.mask.halo_m() / 10.0 - 1e-9)
-    unit = WorkUnit("score", 0, (0, 0), geobox, tuple(search(request)))
-    stack = load_stack(geobox.pad(halo), unit.scenes, request.load, request.settings)
-    clear = request.mask(stack, 10.0)
-    stack = stack.crop(halo)
-    if halo:
-        clear = clear[:, halo:-halo, halo:-halo]
+    halo = halo_pixels(request.mask, 10.0)
+    stack, clear = load_masked(request, geobox, search(request), halo, 10.0)
     truth = stack_contamination([archive.contaminated(geobox, day) for day in stack.days])
-    return mask_scores(clear & stack.has_data, truth)
+    return mask_scores(clear, truth)
 
 
 def measure(
