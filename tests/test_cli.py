@@ -136,7 +136,7 @@ BAD_MOSAIC_OPTIONS = {
     "quantile without q": Bad({}, ["--method quantile needs --quantile"], ("--method", "quantile")),
     "preset vs method": Bad(
         {},
-        ["Preset cdse-l3 fixes the method to quantile"],
+        ["Preset cdse-l3 fixes the method to cdse-l3"],
         ("--preset", "cdse-l3", "--method", "median"),
     ),
     "option the mask does not take": Bad(

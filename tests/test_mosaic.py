@@ -215,8 +215,7 @@ def test_cdse_l3_preset(archive, tmp_path):
         archive,
         tmp_path,
         name="manual",
-        method="quantile",
-        quantile=0.25,
+        method="cdse-l3",
         mask_options={
             "valid_classes": "dark_area_pixels,vegetation,not_vegetated,water,snow",
             "opening_m": 0,
@@ -229,7 +228,22 @@ def test_cdse_l3_preset(archive, tmp_path):
     np.testing.assert_array_equal(a.red.values, b.red.values, strict=True)
     assert a.red.encoding["_FillValue"] == -32768 and a.red.encoding["dtype"] == np.int16
     assert "observations" in a
-    # the first quartile sits below the median wherever both exist
+    # the observation at floor(n/4) is not numpy's interpolated first quartile, and never above
+    # the median
+    q25 = xr.open_zarr(
+        run(
+            archive,
+            tmp_path,
+            name="q25",
+            method="quantile",
+            quantile=0.25,
+            period="quarter",
+            bands=["red"],
+            mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
+        ).out
+    )
+    both = np.isfinite(a.red.values) & np.isfinite(q25.red.values)
+    assert np.any(a.red.values[both] != q25.red.values[both])
     median = xr.open_zarr(
         run(
             archive,

@@ -30,7 +30,7 @@ from cloudfree.catalog.stac_output import (
     item_id,
     save_collection,
 )
-from cloudfree.composite import Compositor, make_compositor
+from cloudfree.composite import Composite, Compositor, Observations, make_compositor
 from cloudfree.config import ReadSettings, default_threads, read_settings
 from cloudfree.engine import ProgressCallback, run_units
 from cloudfree.errors import InvalidInputError, NoScenesFoundError
@@ -47,10 +47,11 @@ from cloudfree.grid import (
     utm_crs_for,
 )
 from cloudfree.load import LoadOptions, load_stack
-from cloudfree.masks import CloudMask, load_mask_config, make_mask, merged_options
+from cloudfree.masks import CloudMask, make_mask
+from cloudfree.options import load_mask_config, merged_options
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
-from cloudfree.stack import Composite, Stack
+from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
 from cloudfree.store.quicklook import quicklook_png
@@ -70,7 +71,6 @@ class Preset:
     mask: str
     mask_options: Mapping[str, object]
     method: str
-    quantile: float | None
     period: str
     description: str
 
@@ -80,13 +80,12 @@ PRESETS: dict[str, Preset] = {
         name="cdse-l3",
         mask="scl",
         mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
-        method="quantile",
-        quantile=0.25,
+        method="cdse-l3",
         period="quarter",
         description=(
             "Copernicus Sentinel-2 L3 quarterly mosaic: SCL classes 2,4,5,6,11 valid (no "
-            "morphological clean-up), first quartile, int16 with nodata -32768, an observations "
-            "band"
+            "morphological clean-up), first quartile as the sorted valid observation at index "
+            "floor(n/4), int16 with nodata -32768, an observations band"
         ),
     )
 }
@@ -107,6 +106,8 @@ class MosaicRequest:
     min_clear_fraction: float
     """A solar day whose clear fraction in a tile is below this is dropped from that tile."""
     compositor: Compositor
+    provenance: bool
+    """Write the method's provenance layers (chosen date, score) beside ``observations``."""
     period: PeriodSpec
     out: str
     cog_dir: str | None
@@ -118,6 +119,11 @@ class MosaicRequest:
     overwrite: bool
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
+
+    @property
+    def encoding(self) -> ValueEncoding:
+        """How the composite's values are stored."""
+        return ENCODINGS[self.compositor.output]
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -175,6 +181,8 @@ def build_request(
     min_clear_fraction: float = 0.0,
     method: str | None = None,
     quantile: float | None = None,
+    method_options: Mapping[str, object] | None = None,
+    provenance: bool = False,
     preset: str | None = None,
     period: str | None = None,
     cog_dir: str | None = None,
@@ -204,8 +212,8 @@ def build_request(
             )
         cloud_mask = cloud_mask or file_mask
         mask_options = merged_options(file_options, mask_options)
-    mask_name, method_name, q, period_text, preset_options = _apply_preset(
-        preset, cloud_mask, method, quantile, period
+    mask_name, method_name, period_text, preset_options = _apply_preset(
+        preset, cloud_mask, method, period
     )
     if preset is not None and mask_options:
         raise InvalidInputError(
@@ -218,16 +226,7 @@ def build_request(
         raise InvalidInputError(
             f"--min-clear-fraction is a fraction of a tile (0 <= F < 1), got {min_clear_fraction}."
         )
-    if method_name == "quantile":
-        if q is None:
-            raise InvalidInputError("--method quantile needs --quantile Q (0 <= Q <= 1).")
-        compositor = make_compositor("quantile", quantile=q)
-    else:
-        if q is not None:
-            raise InvalidInputError(
-                f"--quantile only applies to --method quantile, not {method_name}."
-            )
-        compositor = make_compositor(method_name)
+    compositor = _compositor(method_name, quantile, method_options)
 
     query = _query(aoi, timerange, collections, max_cloud_cover, max_items)
     if chunk_size < 64 or chunk_size > 8192:
@@ -251,6 +250,7 @@ def build_request(
         mask=mask,
         min_clear_fraction=min_clear_fraction,
         compositor=compositor,
+        provenance=provenance,
         period=parse_period(period_text),
         out=out,
         cog_dir=cog_dir,
@@ -353,11 +353,10 @@ def _apply_preset(
     preset: str | None,
     cloud_mask: str | None,
     method: str | None,
-    quantile: float | None,
     period: str | None,
-) -> tuple[str, str, float | None, str, Mapping[str, object]]:
+) -> tuple[str, str, str, Mapping[str, object]]:
     if preset is None:
-        return cloud_mask or "scl", method or "median", quantile, period or "all", {}
+        return cloud_mask or "scl", method or "median", period or "all", {}
     try:
         chosen = PRESETS[preset]
     except KeyError:
@@ -367,14 +366,29 @@ def _apply_preset(
     for given, fixed, what in (
         (cloud_mask, chosen.mask, "cloud mask"),
         (method, chosen.method, "method"),
-        (quantile, chosen.quantile, "quantile"),
     ):
         if given is not None and given != fixed:
             raise InvalidInputError(
                 f"Preset {preset} fixes the {what} to {fixed}; drop the {what} option "
                 "or the preset."
             )
-    return chosen.mask, chosen.method, chosen.quantile, period or chosen.period, chosen.mask_options
+    return chosen.mask, chosen.method, period or chosen.period, chosen.mask_options
+
+
+def _compositor(
+    method: str, quantile: float | None, options: Mapping[str, object] | None
+) -> Compositor:
+    """The method, with ``--quantile Q`` as a shorthand for ``--method-option quantile=Q``."""
+    options = dict(options or {})
+    if quantile is not None:
+        if method != "quantile":
+            raise InvalidInputError(f"--quantile only applies to --method quantile, not {method}.")
+        if "quantile" in options and float(options["quantile"]) != quantile:  # type: ignore[arg-type]
+            raise InvalidInputError("--quantile and --method-option quantile=... disagree.")
+        options["quantile"] = quantile
+    if method == "quantile" and "quantile" not in options:
+        raise InvalidInputError("--method quantile needs --quantile Q (0 <= Q <= 1).")
+    return make_compositor(method, options)
 
 
 def search(request: MosaicRequest) -> list[Scene]:
@@ -415,7 +429,8 @@ def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
         periods=request.period.split(request.query.timerange),
         scenes=scenes,
         chunk_size=request.chunk_size,
-        halo=halo_pixels(request.mask, pixel_size_metres(geobox)),
+        halo=context_pixels(request.mask.halo_m(), pixel_size_metres(geobox))
+        + context_pixels(request.compositor.context_m(), pixel_size_metres(geobox)),
     )
 
 
@@ -440,27 +455,50 @@ def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
             }
         ),
     }
-    create_store(request.out, job, request.band_names, attrs=attrs)
+    create_store(
+        request.out,
+        job,
+        request.band_names,
+        attrs=attrs,
+        encoding=request.encoding,
+        provenance=request.compositor.provenance if request.provenance else (),
+    )
     return MosaicStore(request.out)
 
 
 def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composite:
-    """Stage 4: load (with the mask's halo), mask, crop to the tile, and reduce one work unit."""
+    """Stage 4: load (with the mask's and the method's context), mask, and reduce one work unit."""
+    pixel_size_m = pixel_size_metres(job.geobox)
+    margin = context_pixels(request.compositor.context_m(), pixel_size_m)
+    geobox = unit.geobox.pad(margin) if margin else unit.geobox
     aoi = request.query.aoi
     inside = None
     if aoi.clip:
-        inside = np.asarray(rasterize(aoi.geometry, unit.geobox).values, dtype=bool)
-    stack, clear = load_masked(
-        request, unit.geobox, unit.scenes, job.halo, pixel_size_metres(job.geobox), inside
+        inside = np.asarray(rasterize(aoi.geometry, geobox).values, dtype=bool)
+    stack, clear, rejected = load_masked(
+        request, geobox, unit.scenes, job.halo - margin, pixel_size_m, inside
     )
     if request.min_clear_fraction > 0:
-        clear = drop_mostly_cloudy(clear, stack.has_data, request.min_clear_fraction)
-    return request.compositor(stack.data, clear)
+        core = (slice(None), slice(margin, margin + unit.geobox.shape.y),
+                slice(margin, margin + unit.geobox.shape.x))  # fmt: skip
+        keep = clear_enough(clear[core], stack.has_data[core], request.min_clear_fraction)
+        clear &= keep[:, np.newaxis, np.newaxis]
+    observations = Observations(
+        data=stack.data,
+        valid=clear,
+        nodata=int(NODATA),
+        days=stack.days,
+        bands=tuple(band.id for band in request.load.bands),
+        rejected=rejected,
+        pixel_size_m=pixel_size_m,
+        margin=margin,
+    )
+    return request.compositor(observations)
 
 
-def halo_pixels(mask: CloudMask, pixel_size_m: float) -> int:
-    """The mask's context around a tile in whole pixels of ``pixel_size_m``."""
-    return math.ceil(mask.halo_m() / pixel_size_m - 1e-9)
+def context_pixels(metres: float, pixel_size_m: float) -> int:
+    """Context of ``metres`` around a tile in whole pixels of ``pixel_size_m``."""
+    return math.ceil(metres / pixel_size_m - 1e-9)
 
 
 def load_masked(
@@ -470,10 +508,11 @@ def load_masked(
     halo: int,
     pixel_size_m: float,
     inside: np.ndarray | None = None,
-) -> tuple[Stack, np.ndarray]:
-    """Load a tile padded by ``halo`` pixels, mask it, and crop both back to the tile.
+) -> tuple[Stack, np.ndarray, np.ndarray]:
+    """Load ``geobox`` padded by ``halo`` pixels, mask it, and crop back to ``geobox``.
 
-    Returns the tile's stack and its ``(time, y, x)`` clear observations (with data).
+    Returns the stack, its ``(time, y, x)`` clear observations (with data), and the observations
+    with data that the mask rejected.
     """
     padded = geobox.pad(halo) if halo else geobox
     stack = load_stack(padded, scenes, request.load, request.settings)
@@ -481,15 +520,15 @@ def load_masked(
     stack = stack.crop(halo, inside)
     if halo:
         clear = clear[:, halo:-halo, halo:-halo]
-    return stack, clear & stack.has_data
+    has_data = stack.has_data
+    return stack, clear & has_data, has_data & ~clear
 
 
-def drop_mostly_cloudy(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np.ndarray:
-    """Drop each day whose clear share of its data pixels in the tile is below ``fraction``."""
+def clear_enough(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np.ndarray:
+    """``(time,)`` bool: days whose clear share of their data pixels is at least ``fraction``."""
     data_pixels = has_data.sum(axis=(1, 2))
     clear_pixels = clear.sum(axis=(1, 2))
-    keep = clear_pixels >= fraction * np.maximum(data_pixels, 1)
-    return clear & keep[:, np.newaxis, np.newaxis]
+    return np.asarray(clear_pixels >= fraction * np.maximum(data_pixels, 1))
 
 
 def finish(
@@ -505,11 +544,15 @@ def finish(
         size: int | None = None
         if request.cog_dir:
             cog_url = location.join(request.cog_dir, f"{period.label}.tif")
-            checksum, size = write_period_cog(store, job, request.band_names, index, cog_url)
+            checksum, size = write_period_cog(
+                store, job, request.band_names, index, cog_url, request.encoding
+            )
             cogs.append(cog_url)
         ql_url = png = None
         if request.quicklook and request.catalog_dir:
-            png = quicklook_png(store, request.band_names, index, job.geobox.shape.yx)
+            png = quicklook_png(
+                store, request.band_names, index, job.geobox.shape.yx, request.encoding
+            )
             item = item_id(collection_id_for(request.out), period)
             ql_url = location.join(request.catalog_dir, item, "thumbnail.png")
             location.write_bytes(ql_url, png)
@@ -533,6 +576,7 @@ def finish(
             store_url=request.out,
             lineage=request.lineage(),
             scene_count=len(job.scenes),
+            encoding=request.encoding,
         )
         catalog_href = save_collection(collection, request.catalog_dir)
     return tuple(cogs), catalog_href

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from enum import Enum
 from types import MappingProxyType
 
 import numpy as np
@@ -71,11 +72,35 @@ class Stack:
         )
 
 
-@dataclass(frozen=True)
-class Composite:
-    """The reduction of one stack: one value per band and pixel, and the observation count."""
+class Output(Enum):
+    """What a composite's values are."""
 
-    values: np.ndarray
-    """``(band, y, x)`` int16 reflectance * 10000, :data:`NODATA` where no observation."""
-    observations: np.ndarray
-    """``(y, x)`` uint16: distinct clear solar days used per pixel."""
+    REFLECTANCE = "reflectance"
+    """Reflectance in the stack's encoding (int16, reflectance * 10000, :data:`NODATA`)."""
+    COUNT = "count"
+    """Numbers of observations (uint16, 0 is a count, not "no data")."""
+
+
+@dataclass(frozen=True)
+class ValueEncoding:
+    """How a composite's values are stored (Zarr, COG) and described (CF, STAC raster)."""
+
+    dtype: str
+    nodata: int | None
+    scale: float
+    offset: float
+    long_name: str
+    """With ``{band}`` for the band's name."""
+
+    @property
+    def fill(self) -> int:
+        """The value an unwritten chunk holds."""
+        return 0 if self.nodata is None else self.nodata
+
+
+ENCODINGS = {
+    Output.REFLECTANCE: ValueEncoding(
+        "int16", int(NODATA), REFLECTANCE_SCALE, 0.0, "{band} surface reflectance"
+    ),
+    Output.COUNT: ValueEncoding("uint16", None, 1.0, 0.0, "number of valid observations of {band}"),
+}

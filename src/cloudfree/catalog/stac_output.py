@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 from cloudfree import __version__
 from cloudfree.bands import Band
 from cloudfree.grid import geobox_crs
-from cloudfree.stack import NODATA, REFLECTANCE_SCALE
+from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store import location
 from cloudfree.timeframe import Period
 
@@ -53,16 +53,19 @@ def item_id(collection_id: str, period: Period) -> str:
     return f"{collection_id}-{period.label}"
 
 
-def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
+def _band_entries(
+    bands: Sequence[tuple[str, Band]], encoding: ValueEncoding
+) -> list[dict[str, object]]:
     """STAC 1.1 ``bands`` (names, eo v2 wavelengths, nodata and data type)."""
     entries: list[dict[str, object]] = []
     for name, band in bands:
         entry: dict[str, object] = {
             "name": name,
-            "description": f"{band.id} surface reflectance",
-            "nodata": int(NODATA),
-            "data_type": "int16",
+            "description": encoding.long_name.format(band=band.id),
+            "data_type": encoding.dtype,
         }
+        if encoding.nodata is not None:
+            entry["nodata"] = encoding.nodata
         if band.common_name:
             entry["eo:common_name"] = band.common_name
         if band.center_wavelength:
@@ -73,17 +76,18 @@ def _band_entries(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
     return entries
 
 
-def _raster_bands(bands: Sequence[tuple[str, Band]]) -> list[dict[str, object]]:
-    """Raster v1.1 ``raster:bands``: how stored integers decode to reflectance."""
-    return [
-        {
-            "nodata": int(NODATA),
-            "data_type": "int16",
-            "scale": REFLECTANCE_SCALE,
-            "offset": 0.0,
-        }
-        for _ in bands
-    ]
+def _raster_bands(
+    bands: Sequence[tuple[str, Band]], encoding: ValueEncoding
+) -> list[dict[str, object]]:
+    """Raster v1.1 ``raster:bands``: how stored integers decode to values."""
+    entry: dict[str, object] = {
+        "data_type": encoding.dtype,
+        "scale": encoding.scale,
+        "offset": encoding.offset,
+    }
+    if encoding.nodata is not None:
+        entry["nodata"] = encoding.nodata
+    return [dict(entry) for _ in bands]
 
 
 def build_collection(
@@ -95,6 +99,7 @@ def build_collection(
     store_url: str,
     lineage: str,
     scene_count: int,
+    encoding: ValueEncoding = ENCODINGS[Output.REFLECTANCE],
 ) -> pystac.Collection:
     """The collection and its items, with absolute hrefs (made relative when saved)."""
     footprint = geobox.footprint("EPSG:4326", npoints=50)
@@ -116,8 +121,8 @@ def build_collection(
     ]
     a = geobox.affine
     crs = geobox_crs(geobox)
-    band_entries = _band_entries(bands)
-    raster_bands = _raster_bands(bands)
+    band_entries = _band_entries(bands, encoding)
+    raster_bands = _raster_bands(bands, encoding)
     for out in outputs:
         start = datetime.combine(out.period.start, time.min, tzinfo=UTC)
         end = datetime.combine(out.period.end, time.min, tzinfo=UTC) - timedelta(seconds=1)

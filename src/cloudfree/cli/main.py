@@ -18,10 +18,11 @@ from cloudfree.access import redact_message
 from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
 from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
-from cloudfree.composite import compositor_names
+from cloudfree.composite import compositor_factory, compositor_names, compositor_options
 from cloudfree.errors import CloudfreeError
 from cloudfree.load import RESAMPLING_CHOICES
-from cloudfree.masks import mask_names, mask_options, parse_option_pairs
+from cloudfree.masks import mask_names, mask_options
+from cloudfree.options import parse_option_pairs
 from cloudfree.scene import Scene
 
 log = logging.getLogger("cloudfree")
@@ -137,12 +138,25 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--method",
-    type=click.Choice(compositor_names()),
     default=None,
-    help="Compositing method (default median).",
+    metavar="NAME",
+    help=f"Compositing method: {', '.join(compositor_names())}, or a plug-in as module:Class "
+    "(default median; `cloudfree methods` lists options).",
 )
 @click.option(
     "--quantile", type=click.FloatRange(0, 1), default=None, help="Q for --method quantile."
+)
+@click.option(
+    "--method-option",
+    "method_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A method option (repeatable), e.g. doy_target=196 for best-pixel.",
+)
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Also write the method's provenance layers (chosen date; score for best-pixel).",
 )
 @click.option(
     "--preset", type=click.Choice(["cdse-l3"]), default=None, help="A published product definition."
@@ -176,12 +190,19 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.pass_context
 @_handle_errors
 def mosaic(
-    ctx: click.Context, mask_option_pairs: tuple[str, ...], no_quicklook: bool, **options: Any
+    ctx: click.Context,
+    mask_option_pairs: tuple[str, ...],
+    method_option_pairs: tuple[str, ...],
+    no_quicklook: bool,
+    **options: Any,
 ) -> None:
     """Make a cloud-free composite per period and write Zarr, COGs, quick-looks and STAC."""
     from cloudfree.pipeline import build_request, run
 
     options["mask_options"] = parse_option_pairs(mask_option_pairs)
+    options["method_options"] = parse_option_pairs(
+        method_option_pairs, flag="--method-option", example="quantile=0.1"
+    )
     request = build_request(quicklook=not no_quicklook, **options)
     with _progress(not ctx.obj["quiet"], "compositing tiles") as progress:
         result = run(request, progress=progress)
@@ -249,20 +270,36 @@ def search(fmt: str, **options: Any) -> None:
     console.print(table)
 
 
+def _list_options(options: dict[str, object]) -> None:
+    import inspect
+
+    for option, default in options.items():
+        shown = "required" if default is inspect.Parameter.empty else f"default {default!r}"
+        if isinstance(default, frozenset):
+            shown = "default " + ",".join(
+                sorted(str(getattr(c, "name", c)).lower() for c in default)
+            )
+        click.echo(f"  {option}  ({shown})")
+
+
 @cli.command()
 def masks() -> None:
     """List the cloud masks and their options (for --cloud-mask and --mask-option)."""
-    import inspect
-
     for name in mask_names():
         click.echo(name)
-        for option, default in mask_options(name).items():
-            shown = "required" if default is inspect.Parameter.empty else f"default {default!r}"
-            if isinstance(default, frozenset):
-                shown = "default " + ",".join(
-                    sorted(str(getattr(c, "name", c)).lower() for c in default)
-                )
-            click.echo(f"  {option}  ({shown})")
+        _list_options(mask_options(name))
+
+
+@cli.command()
+def methods() -> None:
+    """List the compositing methods, their options and provenance (for --method)."""
+    for name in compositor_names():
+        factory = compositor_factory(name)
+        summary = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        provenance = getattr(factory, "provenance", ())
+        extra = f"  [provenance: {', '.join(provenance)}]" if provenance else ""
+        click.echo(f"{name}: {summary}{extra}")
+        _list_options(compositor_options(name))
 
 
 @cli.command()

@@ -1,19 +1,32 @@
-"""Compositing methods, behind one registry (:func:`make_compositor`)."""
+"""Compositing methods behind one registry (:func:`make_compositor`); kernels in ``kernels/``."""
 
+from cloudfree.composite import statistics
 from cloudfree.composite.base import (
+    ENTRY_POINT_GROUP,
+    PROVENANCE_LAYERS,
     Compositor,
-    MedianCompositor,
-    QuantileCompositor,
+    Output,
+    PerPixelCompositor,
+    compositor_factory,
     compositor_names,
+    compositor_options,
     make_compositor,
     register_compositor,
 )
+from cloudfree.composite.observations import Composite, Observations
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "PROVENANCE_LAYERS",
+    "Composite",
     "Compositor",
-    "MedianCompositor",
-    "QuantileCompositor",
+    "Observations",
+    "Output",
+    "PerPixelCompositor",
+    "compositor_factory",
     "compositor_names",
+    "compositor_options",
     "make_compositor",
     "register_compositor",
+    "statistics",
 ]

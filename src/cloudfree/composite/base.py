@@ -1,24 +1,67 @@
-"""Compositors: strategies that reduce a stack over time, behind one registry."""
+"""The compositing seam: one protocol, one registry (:func:`make_compositor`), plug-ins.
+
+A compositor reduces one tile's :class:`~cloudfree.composite.observations.Observations` to a
+:class:`~cloudfree.composite.observations.Composite`. It says what its values are
+(:attr:`Compositor.output`: reflectance, or counts), which provenance layers it can emit, and how
+much context around the tile it needs (:meth:`Compositor.context_m`, e.g. a distance to the
+next cloud). Adding a method is one class::
+
+    @register_compositor("darkest")
+    class Darkest(PerPixelCompositor):
+        name = "darkest"
+        def __call__(self, obs): ...
+        def describe(self): return "darkest observation"
+
+Plug-ins from other packages register in the ``cloudfree.methods`` entry-point group, or are named
+by import path ``mypkg.module:Class`` (see :mod:`cloudfree.plugins`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from cloudfree.composite.kernels import masked_quantiles
-from cloudfree.errors import InvalidInputError
-from cloudfree.stack import NODATA, Composite
+from cloudfree.composite.kernels.statistics import count_valid
+from cloudfree.composite.observations import Composite, Observations
+from cloudfree.plugins import Registry
+from cloudfree.stack import Output
+
+ENTRY_POINT_GROUP = "cloudfree.methods"
 
 
+#: Provenance layers a compositor may emit, and what they hold.
+PROVENANCE_LAYERS = {
+    "date": "date of the observation chosen per pixel (days since 1970-01-01; fill -2**31)",
+    "score": "score of the chosen observation (float32; NaN where none)",
+}
+#: Fill of the ``date`` provenance layer.
+NO_DATE = np.int32(np.iinfo(np.int32).min)
+
+
+@runtime_checkable
 class Compositor(Protocol):
-    """Reduces ``(time, band, y, x)`` int16 observations to one value per band and pixel."""
+    """Reduces a tile's observations over time to one value per band and pixel."""
 
     name: str
 
-    def __call__(self, data: np.ndarray, valid: np.ndarray) -> Composite:
-        """Reduce ``data`` using the observations where ``valid`` (``(time, y, x)``)."""
+    @property
+    def output(self) -> Output:
+        """What the values are."""
+        ...
+
+    @property
+    def provenance(self) -> tuple[str, ...]:
+        """Names (keys of :data:`PROVENANCE_LAYERS`) of the layers :class:`Composite` carries."""
+        ...
+
+    def context_m(self) -> float:
+        """Metres of context the method needs on each side of a tile (0 for per-pixel ones)."""
+        ...
+
+    def __call__(self, obs: Observations) -> Composite:
+        """Reduce ``obs`` (tile plus ``obs.margin``) to the tile's composite."""
         ...
 
     def describe(self) -> str:
@@ -26,77 +69,53 @@ class Compositor(Protocol):
         ...
 
 
-CompositorFactory = Callable[..., Compositor]
-_REGISTRY: dict[str, CompositorFactory] = {}
+COMPOSITORS: Registry[Compositor] = Registry(
+    "method",
+    ENTRY_POINT_GROUP,
+    Compositor,
+    "name, output, provenance, context_m(), __call__(observations) and describe()",
+)
+register_compositor = COMPOSITORS.register
+compositor_names = COMPOSITORS.names
+compositor_options = COMPOSITORS.options
+compositor_factory = COMPOSITORS.factory
 
 
-def register_compositor(name: str) -> Callable[[CompositorFactory], CompositorFactory]:
-    """Class decorator adding a compositor to the registry under ``name``."""
+def make_compositor(name: str, options: Mapping[str, object] | None = None) -> Compositor:
+    """Build a method by registry name, entry-point name or ``module:Class`` import path.
 
-    def decorate(factory: CompositorFactory) -> CompositorFactory:
-        _REGISTRY[name] = factory
-        return factory
+    Raises
+    ------
+    InvalidInputError
+        The name is unknown, an option is not one the method takes, or an option value is bad.
 
-    return decorate
-
-
-def compositor_names() -> tuple[str, ...]:
-    """Names of every registered compositor."""
-    return tuple(sorted(_REGISTRY))
+    """
+    return COMPOSITORS.make(name, options)
 
 
-def make_compositor(name: str, **options: object) -> Compositor:
-    """Build a registered compositor."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise InvalidInputError(
-            f"Unknown method {name!r}; use one of {', '.join(compositor_names())}."
-        ) from None
-    return factory(**options)
+class PerPixelCompositor:
+    """Defaults for methods that look at one pixel's time series and return reflectance."""
+
+    name = "per-pixel"
+    output = Output.REFLECTANCE
+    provenance: tuple[str, ...] = ()
+
+    def context_m(self) -> float:
+        """Per pixel: no context."""
+        return 0.0
 
 
-def observation_count(valid: np.ndarray) -> np.ndarray:
-    """Clear observations per pixel, as uint16."""
-    return valid.sum(axis=0, dtype=np.uint16)
+def observation_count(obs: Observations) -> np.ndarray:
+    """``(y, x)`` uint16: valid observations per pixel of the tile."""
+    return count_valid(obs.cropped().valid)
 
 
-@register_compositor("quantile")
-class QuantileCompositor:
-    """The ``q`` quantile of each band's valid observations (see :mod:`.kernels`)."""
-
-    name = "quantile"
-
-    def __init__(self, quantile: float = 0.5) -> None:
-        q = float(quantile)
-        if not 0.0 <= q <= 1.0:
-            raise InvalidInputError(f"Quantile must be between 0 and 1, got {quantile}.")
-        self.quantile = q
-
-    def __call__(self, data: np.ndarray, valid: np.ndarray) -> Composite:
-        """Per band: the quantile of observations that are clear and hold data in that band."""
-        values = np.empty(data.shape[1:], dtype=np.int16)
-        for b in range(data.shape[1]):
-            band = data[:, b]
-            (values[b],) = masked_quantiles(
-                band, valid & (band != NODATA), [self.quantile], int(NODATA)
-            )
-        return Composite(values=values, observations=observation_count(valid))
-
-    def describe(self) -> str:
-        """One line for lineage."""
-        return f"quantile {self.quantile:g} (numpy 'linear', rounded half to even)"
-
-
-@register_compositor("median")
-class MedianCompositor(QuantileCompositor):
-    """The median: the 0.5 quantile."""
-
-    name = "median"
-
-    def __init__(self) -> None:
-        super().__init__(0.5)
-
-    def describe(self) -> str:
-        """One line for lineage."""
-        return "median (numpy 'linear' 0.5 quantile, rounded half to even)"
+def chosen_dates(obs: Observations, index: np.ndarray) -> np.ndarray:
+    """``(y, x)`` int32 days since 1970-01-01 of the chosen time ``index`` (-1: :data:`NO_DATE`)."""
+    if not obs.days:
+        raise ValueError("the observations carry no dates")
+    epoch_days = np.array(
+        [np.datetime64(day, "D").astype(np.int64) for day in obs.days] + [int(NO_DATE)],
+        dtype=np.int32,
+    )
+    return epoch_days[np.where(index >= 0, index, len(obs.days))]

@@ -9,7 +9,6 @@ from cloudfree.masks.base import (
     mask_options,
     register_mask,
 )
-from cloudfree.masks.options import load_mask_config, merged_options, parse_option_pairs
 from cloudfree.masks.probability import ProbabilityMask
 from cloudfree.masks.s2cloudless import S2CloudlessMask
 from cloudfree.masks.scl import (
@@ -19,6 +18,7 @@ from cloudfree.masks.scl import (
     SclMask,
     parse_classes,
 )
+from cloudfree.options import load_mask_config, merged_options, parse_option_pairs
 
 __all__ = [
     "CDSE_L3_VALID",

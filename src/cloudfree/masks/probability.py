@@ -12,7 +12,7 @@ import numpy as np
 from cloudfree.errors import InvalidInputError
 from cloudfree.masks.base import register_mask
 from cloudfree.masks.morphology import dilate, opening, radius_pixels
-from cloudfree.masks.options import as_float
+from cloudfree.options import as_float
 from cloudfree.stack import PROBABILITY_NODATA, Stack
 
 #: Default probability (percent) from which a pixel counts as cloud.

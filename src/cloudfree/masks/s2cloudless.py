@@ -37,7 +37,7 @@ import numpy as np
 from cloudfree.errors import InvalidInputError
 from cloudfree.masks.base import register_mask
 from cloudfree.masks.morphology import dilate, disk_half_widths, radius_pixels
-from cloudfree.masks.options import as_float
+from cloudfree.options import as_float
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Stack
 
 #: The model's input bands, in the order it expects them (``s2cloudless.utils.MODEL_BANDS``).

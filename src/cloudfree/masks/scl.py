@@ -19,7 +19,7 @@ from cloudfree.bands import SclClass
 from cloudfree.errors import InvalidInputError
 from cloudfree.masks.base import register_mask
 from cloudfree.masks.morphology import dilate, opening, radius_pixels
-from cloudfree.masks.options import as_float, as_names
+from cloudfree.options import as_float, as_names
 from cloudfree.stack import Stack
 
 #: Classes the Copernicus Sentinel-2 L3 quarterly mosaic keeps (dark area, vegetation,

@@ -14,7 +14,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from cloudfree.grid import Plan, geobox_crs
-from cloudfree.stack import NODATA, REFLECTANCE_SCALE
+from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.zarr_store import MosaicStore
 
@@ -33,6 +33,7 @@ def write_period_cog(
     band_names: Sequence[str],
     period_index: int,
     url: str,
+    encoding: ValueEncoding = ENCODINGS[Output.REFLECTANCE],
 ) -> tuple[str, int]:
     """Copy one period of the store into a COG at ``url`` (local path or object-store URL).
 
@@ -48,8 +49,8 @@ def write_period_cog(
         "width": gbox.shape.x,
         "height": gbox.shape.y,
         "count": len(band_names),
-        "dtype": "int16",
-        "nodata": int(NODATA),
+        "dtype": encoding.dtype,
+        "nodata": encoding.nodata,
         "crs": geobox_crs(gbox).to_wkt(),
         "transform": gbox.affine,
         "tiled": True,
@@ -63,8 +64,8 @@ def write_period_cog(
         with rasterio.open(staging, "w", **profile) as dst:
             for i, name in enumerate(band_names, start=1):
                 dst.set_band_description(i, name)
-            dst.scales = [REFLECTANCE_SCALE] * len(band_names)
-            dst.offsets = [0.0] * len(band_names)
+            dst.scales = [encoding.scale] * len(band_names)
+            dst.offsets = [encoding.offset] * len(band_names)
             ny, nx = plan.tiles.shape.y, plan.tiles.shape.x
             for iy in range(ny):
                 for ix in range(nx):

@@ -18,11 +18,19 @@ import xarray as xr
 import zarr
 from odc.geo.xr import xr_coords
 
+from cloudfree.composite.base import NO_DATE, PROVENANCE_LAYERS
+from cloudfree.composite.observations import Composite
 from cloudfree.grid import Plan, WorkUnit
-from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Composite
+from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store.geozarr import geozarr_attributes
 
 OBSERVATIONS = "observations"
+
+#: How each provenance layer is stored: dtype, fill value and extra attributes.
+_PROVENANCE_STORAGE: dict[str, tuple[str, object, dict[str, str]]] = {
+    "date": ("int32", int(NO_DATE), {"units": "days since 1970-01-01", "calendar": "standard"}),
+    "score": ("float32", float("nan"), {"units": "1"}),
+}
 
 
 def create_store(
@@ -31,9 +39,15 @@ def create_store(
     band_names: Sequence[str],
     *,
     attrs: Mapping[str, Any],
+    encoding: ValueEncoding = ENCODINGS[Output.REFLECTANCE],
+    provenance: Sequence[str] = (),
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the store's metadata and coordinates; every data chunk starts as nodata."""
+    """Write the store's metadata and coordinates; every data chunk starts as nodata.
+
+    ``encoding`` says how band values are stored; ``provenance`` names the provenance layers
+    (keys of :data:`~cloudfree.composite.base.PROVENANCE_LAYERS`) to add beside ``observations``.
+    """
     chunk = plan.chunk_size
     shape = plan.shape
     chunks = (1, min(chunk, shape[1]), min(chunk, shape[2]))
@@ -46,16 +60,16 @@ def create_store(
             dims=("time", "y", "x"),
             attrs={
                 "grid_mapping": "spatial_ref",
-                "long_name": f"{name} surface reflectance",
+                "long_name": encoding.long_name.format(band=name),
                 "units": "1",
             },
         )
         var.encoding = {
-            "dtype": "int16",
-            "_FillValue": int(NODATA),
-            "fill_value": int(NODATA),
-            "scale_factor": REFLECTANCE_SCALE,
-            "add_offset": 0.0,
+            "dtype": encoding.dtype,
+            "_FillValue": encoding.nodata,
+            "fill_value": encoding.fill,
+            "scale_factor": encoding.scale,
+            "add_offset": encoding.offset,
             "chunks": chunks,
         }
         variables[name] = var
@@ -70,6 +84,16 @@ def create_store(
     )
     obs.encoding = {"dtype": "uint16", "_FillValue": None, "fill_value": 0, "chunks": chunks}
     variables[OBSERVATIONS] = obs
+    for layer in provenance:
+        dtype, fill, extra = _PROVENANCE_STORAGE[layer]
+        prov = xr.DataArray(
+            da.full(shape, fill, dtype=dtype, chunks=chunks),
+            dims=("time", "y", "x"),
+            # CF units on the stored integers: xarray decodes ``date`` to datetime64 (NaT fill).
+            attrs={"grid_mapping": "spatial_ref", "long_name": PROVENANCE_LAYERS[layer], **extra},
+        )
+        prov.encoding = {"dtype": dtype, "_FillValue": fill, "fill_value": fill, "chunks": chunks}
+        variables[layer] = prov
     ds = xr.Dataset(variables, coords={"time": times, **coords})
     ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
     ds.attrs.update(geozarr_attributes(plan.geobox))
@@ -110,6 +134,9 @@ class MosaicStore:
         for i, name in enumerate(band_names):
             self._array(name)[t, ys, xs] = composite.values[i]
         self._array(OBSERVATIONS)[t, ys, xs] = composite.observations
+        for layer, values in composite.provenance.items():
+            if layer in self._group:
+                self._array(layer)[t, ys, xs] = values
 
     def read_period(self, name: str, period_index: int, ys: slice, xs: slice) -> np.ndarray:
         """Raw stored values of one variable for one period and region."""

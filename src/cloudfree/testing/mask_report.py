@@ -24,7 +24,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from cloudfree.pipeline import build_request, halo_pixels, load_masked, mosaic, search
+from cloudfree.pipeline import build_request, context_pixels, load_masked, mosaic, search
 from cloudfree.testing import make_archive
 from cloudfree.testing.evaluate import (
     MaskScores,
@@ -89,8 +89,8 @@ def score_observations(archive: SyntheticArchive, config: MaskConfig, workdir: P
         out=str(workdir / "unused.zarr"),
     )
     geobox = tile.geobox()
-    halo = halo_pixels(request.mask, 10.0)
-    stack, clear = load_masked(request, geobox, search(request), halo, 10.0)
+    halo = context_pixels(request.mask.halo_m(), 10.0)
+    stack, clear, _ = load_masked(request, geobox, search(request), halo, 10.0)
     truth = stack_contamination([archive.contaminated(geobox, day) for day in stack.days])
     return mask_scores(clear, truth)
 

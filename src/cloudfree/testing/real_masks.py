@@ -26,7 +26,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from cloudfree.bands import SclClass
-from cloudfree.composite import make_compositor
+from cloudfree.composite import Observations, make_compositor
 from cloudfree.grid import pixel_size_metres
 from cloudfree.load import to_reflectance
 from cloudfree.masks.base import CloudMask, NoMask
@@ -307,12 +307,16 @@ def eolearn_composites(
     stack, clm, is_data = eolearn_stack(realdata)
     pixel = pixel_size_metres(stack.geobox)
     median = make_compositor("median")
-    reference = median(stack.data, is_data & ~clm).values[0]
+
+    def composite(valid: np.ndarray) -> np.ndarray:
+        return median(Observations(data=stack.data, valid=valid, nodata=int(NODATA))).values[0]
+
+    reference = composite(is_data & ~clm)
     has_reference = reference != NODATA
     scores = []
     for mask in eolearn_masks() if masks is None else masks:
         clear = mask(stack, pixel)
-        values = median(stack.data, clear).values[0]
+        values = composite(clear)
         both = has_reference & (values != NODATA)
         diff = np.abs(values[both].astype(np.float64) - reference[both]) * REFLECTANCE_SCALE
         scores.append(

@@ -1,8 +1,9 @@
-"""Mask options from the command line (``KEY=VALUE``) and config files, and their coercion.
+"""Plug-in options from the command line (``KEY=VALUE``) and config files, and their coercion.
 
-Options arrive as text from ``--mask-option`` and typed from TOML/JSON files and Python; masks
-coerce them with the helpers here so that ``dilation_m=60`` and ``dilation_m = 60`` mean the
-same and a bad value names the option and what it takes.
+Options of cloud masks and compositing methods arrive as text from ``--mask-option`` /
+``--method-option`` and typed from TOML/JSON files and Python; plug-ins coerce them with the
+helpers here so that ``dilation_m=60`` and ``dilation_m = 60`` mean the same and a bad value names
+the option and what it takes.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from pathlib import Path
 from cloudfree.errors import InvalidInputError
 
 
-def parse_option_pairs(pairs: Iterable[str]) -> dict[str, str]:
+def parse_option_pairs(
+    pairs: Iterable[str], *, flag: str = "--mask-option", example: str = "dilation_m=60"
+) -> dict[str, str]:
     """``["dilation_m=60", "preset=strict"]`` to a dict; a repeated key is an error."""
     options: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise InvalidInputError(
-                f"Mask option {pair!r} is not KEY=VALUE, e.g. --mask-option dilation_m=60."
-            )
+            raise InvalidInputError(f"{flag} {pair!r} is not KEY=VALUE, e.g. {flag} {example}.")
         if key in options:
-            raise InvalidInputError(f"Mask option {key!r} is given twice.")
+            raise InvalidInputError(f"{flag} {key!r} is given twice.")
         options[key] = value.strip()
     return options
 
@@ -83,6 +84,14 @@ def as_float(
         upper = f" and {maximum}" if maximum is not None else ""
         raise ValueError(f"option {name} must be between {minimum}{upper}, got {value!r}")
     return number
+
+
+def as_int(value: object, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole-number option, checked against its range."""
+    number = as_float(value, name, minimum=minimum, maximum=maximum)
+    if number != int(number):
+        raise ValueError(f"option {name} must be a whole number, got {value!r}")
+    return int(number)
 
 
 def as_names(value: object) -> tuple[str | int, ...]:
