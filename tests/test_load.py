@@ -12,7 +12,7 @@ from odc.geo.geobox import GeoBox
 from cloudfree.access import redact_href
 from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
-from cloudfree.errors import ReadError
+from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.load import LoadOptions, load_stack, to_reflectance
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA
@@ -83,6 +83,22 @@ def test_scl_is_read_with_nearest_and_days_are_merged(tmp_path):
     assert stack.data[0, 0, 10, 5] == 500
     assert stack.data[0, 0, 10, 50] == 600
     assert np.all(stack.data != NODATA)
+
+
+def test_same_day_rule_latest_takes_the_newest_scene_first(tmp_path):
+    dn = np.full((64, 64), 1500, np.uint16)
+    scl = np.full((32, 32), 4, np.uint8)
+    early = scene(tmp_path, "early", dn, scl, offset=0.0, cloud_cover=1)
+    late = scene(
+        tmp_path, "late", dn + 7, scl, 0.0, cloud_cover=90,
+        when=datetime(2022, 3, 1, 11, 55, tzinfo=UTC),
+    )  # fmt: skip
+    bands = (BANDS["B04"],)
+    cloudy_last = load_stack(GRID, [late, early], LoadOptions(bands), ReadSettings())
+    newest = load_stack(GRID, [early, late], LoadOptions(bands, same_day="latest"), ReadSettings())
+    assert cloudy_last.data[0, 0, 5, 5] == 1500 and newest.data[0, 0, 5, 5] == 1507
+    with pytest.raises(InvalidInputError, match="same-day rule"):
+        LoadOptions(bands, same_day="first")
 
 
 def test_a_failing_read_is_retried_then_reported(tmp_path, caplog):

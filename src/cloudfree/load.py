@@ -6,8 +6,9 @@ overview that still resolves the output pixels. Windows on the same grid are pas
 warped (bilinear, or what the user chose, for reflectance; always nearest for class and
 probability layers).
 DNs become int16 reflectance * 10000 with each scene's own scale and offset, and scenes of the
-same solar day are merged (first scene with data wins, by ascending cloud cover) so a day is
-counted once.
+same solar day are merged so a day is counted once: each pixel comes from the first scene with
+data, by ascending cloud cover (``same_day="least-cloudy"``) or newest first (``"latest"``, the
+CDSE-L3 rule).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.warp")
 
 RESAMPLING_CHOICES = ("nearest", "bilinear", "cubic", "average")
+#: How scenes of one solar day are ordered for the merge (first with data wins).
+SAME_DAY_CHOICES = ("least-cloudy", "latest")
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,30 @@ class LoadOptions:
     """Layers the cloud mask reads (``SCL``, ``CLD``, extra bands), loaded into ``Stack.layers``."""
     resampling: str = "bilinear"
     """Resampling for reflectance; class and probability layers are always read with nearest."""
+    same_day: str = "least-cloudy"
+    """Which scene of a solar day a pixel comes from first: one of :data:`SAME_DAY_CHOICES`."""
 
     def __post_init__(self) -> None:
+        if self.same_day not in SAME_DAY_CHOICES:
+            raise InvalidInputError(
+                f"Unknown same-day rule {self.same_day!r}; use one of "
+                + ", ".join(SAME_DAY_CHOICES)
+                + "."
+            )
         if self.resampling not in RESAMPLING_CHOICES:
             raise InvalidInputError(
                 f"Unknown resampling {self.resampling!r}; use one of "
                 + ", ".join(RESAMPLING_CHOICES)
                 + "."
             )
+
+
+def _same_day_order(scenes: list[Scene], rule: str) -> list[Scene]:
+    if rule == "latest":
+        return sorted(scenes, key=lambda s: (s.datetime, s.id), reverse=True)
+    return sorted(
+        scenes, key=lambda s: (s.cloud_cover if s.cloud_cover is not None else 100.0, s.id)
+    )
 
 
 def load_stack(
@@ -93,10 +112,7 @@ def load_stack(
     stores = _Stores()
     with rasterio.Env(**settings.gdal_options):
         for day in sorted(by_day):
-            ordered = sorted(
-                by_day[day],
-                key=lambda s: (s.cloud_cover if s.cloud_cover is not None else 100.0, s.id),
-            )
+            ordered = _same_day_order(by_day[day], options.same_day)
             merged = _load_day(geobox, ordered, options, settings, stores)
             if merged is None:
                 continue

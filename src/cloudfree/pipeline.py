@@ -72,6 +72,7 @@ class Preset:
     mask_options: Mapping[str, object]
     method: str
     period: str
+    same_day: str
     description: str
 
 
@@ -82,10 +83,12 @@ PRESETS: dict[str, Preset] = {
         mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
         method="cdse-l3",
         period="quarter",
+        same_day="latest",
         description=(
             "Copernicus Sentinel-2 L3 quarterly mosaic: SCL classes 2,4,5,6,11 valid (no "
             "morphological clean-up), first quartile as the sorted valid observation at index "
-            "floor(n/4), int16 with nodata -32768, an observations band"
+            "floor(n/4), the newest scene of a day where several overlap, int16 with nodata "
+            "-32768, an observations band"
         ),
     )
 }
@@ -140,7 +143,8 @@ class MosaicRequest:
                 if self.min_clear_fraction
                 else ""
             )
-            + f", same-solar-day scenes merged, {self.load.resampling} resampling"
+            + f", same-solar-day scenes merged ({self.load.same_day} first), "
+            f"{self.load.resampling} resampling"
         )
 
 
@@ -190,6 +194,7 @@ def build_request(
     quicklook: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     resampling: str = "bilinear",
+    same_day: str | None = None,
     overwrite: bool = False,
     threads: int | None = None,
 ) -> MosaicRequest:
@@ -261,6 +266,7 @@ def build_request(
             bands=tuple(b for _, b in resolved_bands),
             mask_layers=mask_layers,
             resampling=resampling,
+            same_day=same_day or (PRESETS[preset].same_day if preset else "least-cloudy"),
         ),
         overwrite=overwrite,
         threads=threads if threads is not None else default_threads(),

@@ -20,7 +20,7 @@ from cloudfree.cli.exit_codes import exit_code_for
 from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
 from cloudfree.composite import compositor_factory, compositor_names, compositor_options
 from cloudfree.errors import CloudfreeError
-from cloudfree.load import RESAMPLING_CHOICES
+from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
 from cloudfree.masks import mask_names, mask_options
 from cloudfree.options import parse_option_pairs
 from cloudfree.scene import Scene
@@ -179,6 +179,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     default="bilinear",
     show_default=True,
     help="Resampling for reflectance (class and probability layers are always nearest).",
+)
+@click.option(
+    "--same-day",
+    type=click.Choice(SAME_DAY_CHOICES),
+    default=None,
+    help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
+    "(default) or the newest (the cdse-l3 preset's rule).",
 )
 @click.option(
     "--threads",
