@@ -151,6 +151,27 @@ BAD_MOSAIC_OPTIONS = {
     ),
     "option without value": Bad({}, ["is not KEY=VALUE"], ("--mask-option", "dilation_m")),
     "unknown mask": Bad({}, ["Unknown cloud mask 'sky'", "scl"], ("--cloud-mask", "sky")),
+    "unknown method": Bad({}, ["Unknown method 'mode'", "median"], ("--method", "mode")),
+    "option the method does not take": Bad(
+        {},
+        ["Method 'mean' has no option quantile"],
+        ("--method", "mean", "--method-option", "quantile=0.3"),
+    ),
+    "bad method option value": Bad(
+        {},
+        ["Method 'best-pixel'", "option doy_points must be 3 numbers"],
+        ("--method", "best-pixel", "--method-option", "doy_points=180"),
+    ),
+    "haze score without blue": Bad(
+        {"--bands": ["B04", "--bands", "B08"]},
+        ["Method best-pixel needs band B02 among --bands for the haze score", "haze_weight=0"],
+        ("--method", "best-pixel"),
+    ),
+    "quantile with another method": Bad(
+        {},
+        ["--quantile only applies to --method quantile"],
+        ("--method", "mean", "--quantile", "0.3"),
+    ),
     "metres in degrees": Bad(
         {}, ["EPSG:4326", "in degrees"], ("--crs", "EPSG:4326", "--resolution", "10")
     ),

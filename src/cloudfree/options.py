@@ -94,6 +94,29 @@ def as_int(value: object, name: str, *, minimum: int = 0, maximum: int | None = 
     return int(number)
 
 
+def as_bool(value: object, name: str) -> bool:
+    """A yes/no option: a bool, or ``true``/``false``/``yes``/``no``/``1``/``0`` as text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"option {name} must be true or false, got {value!r}")
+
+
+def as_numbers(value: object, name: str, count: int) -> tuple[float, ...]:
+    """``count`` numbers: ``"120,180,240"`` or a list from a file or Python."""
+    try:
+        numbers = tuple(float(v) for v in as_names(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"option {name} must be {count} numbers, got {value!r}") from None
+    if len(numbers) != count:
+        raise ValueError(f"option {name} must be {count} numbers, got {value!r}")
+    return numbers
+
+
 def as_names(value: object) -> tuple[str | int, ...]:
     """A list option: a comma-separated string, or a list/tuple/set from a file or Python."""
     if isinstance(value, str):

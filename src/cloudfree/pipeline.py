@@ -49,6 +49,7 @@ from cloudfree.grid import (
 from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import load_mask_config, merged_options
+from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
@@ -232,6 +233,13 @@ def build_request(
             f"--min-clear-fraction is a fraction of a tile (0 <= F < 1), got {min_clear_fraction}."
         )
     compositor = _compositor(method_name, quantile, method_options)
+    band_ids = {band.id for _, band in resolved_bands}
+    needed: dict[str, str] = getattr(compositor, "required_bands", dict)()
+    for band_id, why in needed.items():
+        if band_id not in band_ids:
+            raise InvalidInputError(
+                f"Method {method_name} needs band {band_id} among --bands for {why}."
+            )
 
     query = _query(aoi, timerange, collections, max_cloud_cover, max_items)
     if chunk_size < 64 or chunk_size > 8192:
@@ -494,12 +502,14 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
         valid=clear,
         nodata=int(NODATA),
         days=stack.days,
+        period=job.periods[unit.period_index],
         bands=tuple(band.id for band in request.load.bands),
         rejected=rejected,
         pixel_size_m=pixel_size_m,
         margin=margin,
     )
-    return request.compositor(observations)
+    with KERNEL_LOCK:  # the methods' kernels run on every core already
+        return request.compositor(observations)
 
 
 def context_pixels(metres: float, pixel_size_m: float) -> int:

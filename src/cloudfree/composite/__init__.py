@@ -1,6 +1,6 @@
 """Compositing methods behind one registry (:func:`make_compositor`); kernels in ``kernels/``."""
 
-from cloudfree.composite import statistics
+from cloudfree.composite import selection, statistics
 from cloudfree.composite.base import (
     ENTRY_POINT_GROUP,
     PROVENANCE_LAYERS,
@@ -28,5 +28,6 @@ __all__ = [
     "compositor_options",
     "make_compositor",
     "register_compositor",
+    "selection",
     "statistics",
 ]

@@ -104,6 +104,10 @@ class PerPixelCompositor:
         """Per pixel: no context."""
         return 0.0
 
+    def required_bands(self) -> dict[str, str]:
+        """Band ids the method needs among the composited bands, and what for."""
+        return {}
+
 
 def observation_count(obs: Observations) -> np.ndarray:
     """``(y, x)`` uint16: valid observations per pixel of the tile."""

@@ -9,6 +9,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from cloudfree.timeframe import Period
+
 
 @dataclass(frozen=True)
 class Observations:
@@ -26,6 +28,8 @@ class Observations:
     """The bands' "no data" value in ``data``'s type; such values never count."""
     days: tuple[date, ...] = ()
     """Solar day of each time layer (empty when unknown)."""
+    period: Period | None = None
+    """The compositing period ``[start, end)`` (``None`` when unknown)."""
     bands: tuple[str, ...] = ()
     """Canonical band id of each band (``B02``...), for methods that need a band's role."""
     rejected: np.ndarray | None = None
@@ -58,6 +62,7 @@ class Observations:
             valid=self.valid[(..., *yx)],
             nodata=self.nodata,
             days=self.days,
+            period=self.period,
             bands=self.bands,
             rejected=None if self.rejected is None else self.rejected[(..., *yx)],
             pixel_size_m=self.pixel_size_m,

@@ -38,6 +38,7 @@ from cloudfree.errors import InvalidInputError
 from cloudfree.masks.base import register_mask
 from cloudfree.masks.morphology import dilate, disk_half_widths, radius_pixels
 from cloudfree.options import as_float
+from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Stack
 
 #: The model's input bands, in the order it expects them (``s2cloudless.utils.MODEL_BANDS``).
@@ -183,9 +184,12 @@ def averaged_above(
     steps = np.where(present, np.rint(probability.astype(np.float64) * _STEPS), 0).astype(np.int64)
     shape = probability.shape
     layers = (-1, *shape[-2:])
-    sums, counts = _disk_sums(
-        steps.reshape(layers), present.reshape(layers).astype(np.int64), disk_half_widths(radius)
-    )
+    with KERNEL_LOCK:
+        sums, counts = _disk_sums(
+            steps.reshape(layers),
+            present.reshape(layers).astype(np.int64),
+            disk_half_widths(radius),
+        )
     above = sums > (threshold * _STEPS) * counts
     return (above.reshape(shape)) & present
 

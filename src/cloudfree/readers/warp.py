@@ -61,6 +61,7 @@ from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
 from cloudfree.errors import ReadError
+from cloudfree.parallel import KERNEL_LOCK
 
 __all__ = [
     "NODE_SPACING",
@@ -82,12 +83,6 @@ TILE_INVARIANT_RESAMPLING = ("nearest", "bilinear")
 """Resampling methods this module implements; others are left to GDAL."""
 
 Window = tuple[slice, slice]
-
-_KERNEL_LOCK = threading.Lock()
-"""One kernel call at a time. Each kernel already runs on all of numba's threads; tiles are read
-from several Python threads, and concurrent launches would oversubscribe the CPUs (OpenMP) or
-abort the process (numba's ``workqueue`` threading layer, used where neither TBB nor OpenMP is
-available, does not allow them)."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +174,7 @@ def warp_window(
         out = np.zeros(geobox.shape.yx, dtype=np.uint8)
     else:
         out = np.full(geobox.shape.yx, np.nan, dtype=np.float32)
-    with _KERNEL_LOCK:
+    with KERNEL_LOCK:
         missing = _resample(
             np.ascontiguousarray(block),
             float(src_nodata),
@@ -289,7 +284,7 @@ def source_coordinates(src_gbox: GeoBox, geobox: GeoBox) -> tuple[np.ndarray, np
     nodes = node_grid(src_gbox, geobox)
     u = np.empty(geobox.shape.yx, dtype=np.float64)
     v = np.empty(geobox.shape.yx, dtype=np.float64)
-    with _KERNEL_LOCK:
+    with KERNEL_LOCK:
         _fill_coordinates(nodes.u, nodes.v, nodes.row_offset, nodes.col_offset, u, v)
     return u, v
 

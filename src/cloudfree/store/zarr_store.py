@@ -55,8 +55,11 @@ def create_store(
     times = pd.DatetimeIndex([pd.Timestamp(p.start) for p in plan.periods])
     variables: dict[str, xr.DataArray] = {}
     for name in band_names:
+        scaled = encoding.nodata is not None
         var = xr.DataArray(
-            da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+            da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+            if scaled
+            else da.zeros(shape, dtype=encoding.dtype, chunks=chunks),
             dims=("time", "y", "x"),
             attrs={
                 "grid_mapping": "spatial_ref",
@@ -68,10 +71,10 @@ def create_store(
             "dtype": encoding.dtype,
             "_FillValue": encoding.nodata,
             "fill_value": encoding.fill,
-            "scale_factor": encoding.scale,
-            "add_offset": encoding.offset,
             "chunks": chunks,
         }
+        if scaled:
+            var.encoding |= {"scale_factor": encoding.scale, "add_offset": encoding.offset}
         variables[name] = var
     obs = xr.DataArray(
         da.zeros(shape, dtype=np.uint16, chunks=chunks),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from cloudfree.composite.base import PROVENANCE_LAYERS
 from cloudfree.errors import InvalidInputError
 from cloudfree.testing.render import CONTAMINATION_KINDS
 
@@ -45,7 +46,7 @@ def composite_errors(
     geobox = ds.odc.geobox
     errors: dict[str, BandError] = {}
     for name in ds.data_vars:
-        if name == "observations":
+        if name == "observations" or name in PROVENANCE_LAYERS:
             continue
         composite = ds[name].isel(time=period_index).values
         truth = archive.truth(geobox, str(name))
