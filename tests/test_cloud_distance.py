@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
-from cloudfree.composite.kernels.distance import cloud_distance, halo_pixels
+from cloudfree.composite.kernels.distance import cloud_distance
+from cloudfree.grid import context_pixels
 
 
 def reference_distance(rejected, pixel_size_m, max_distance_m):
@@ -63,7 +64,7 @@ def test_blobs_on_a_larger_layer_equal_scipy():
 def test_padded_window_interior_equals_whole_array(y0, x0, height, width, max_distance_m):
     rejected = blobs((2, 130, 140), 0.15, seed=2)
     whole = cloud_distance(rejected, 10.0, max_distance_m)
-    pad = halo_pixels(max_distance_m, 10.0)
+    pad = context_pixels(max_distance_m, 10.0)
     ys, xs = max(y0 - pad, 0), max(x0 - pad, 0)
     window = rejected[:, ys : y0 + height + pad, xs : x0 + width + pad]
     got = cloud_distance(window, 10.0, max_distance_m)
@@ -111,9 +112,9 @@ def test_thread_count_does_not_change_the_result():
 
 
 def test_halo_pixels_and_bad_arguments():
-    assert halo_pixels(3000.0, 10.0) == 300
-    assert halo_pixels(25.0, 10.0) == 3
-    assert halo_pixels(0.3, 0.1) == 3  # no spurious extra pixel from 0.3 / 0.1 = 2.9999...
+    assert context_pixels(3000.0, 10.0) == 300
+    assert context_pixels(25.0, 10.0) == 3
+    assert context_pixels(0.3, 0.1) == 3  # no spurious extra pixel from 0.3 / 0.1 = 2.9999...
     with pytest.raises(ValueError, match="pixel size"):
         cloud_distance(np.zeros((1, 2, 2), dtype=bool), 0.0, 100.0)
     with pytest.raises(ValueError, match="cap"):

@@ -161,6 +161,16 @@ def make_plan(
     )
 
 
+def context_pixels(metres: float, pixel_size_m: float) -> int:
+    """``metres`` of context around a tile in whole pixels: ``ceil(metres / pixel_size_m)``.
+
+    A mask's clean-up or a method's distance to clouds reaches that many rows and columns, so a
+    tile loaded with that margin gives, inside, what the whole grid would.
+    """
+    # 1e-9 absorbs the binary rounding of exact ratios (3000 m / 10 m must stay 300 pixels)
+    return math.ceil(metres / pixel_size_m - 1e-9)
+
+
 def pixel_size_metres(geobox: GeoBox) -> float:
     """The side of a pixel in metres: the resolution, or for degrees its size at the centre.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from cloudfree.grid import (
     Plan,
     WorkUnit,
     check_resolution,
+    context_pixels,
     make_plan,
     output_geobox,
     parse_crs,
@@ -510,11 +510,6 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
     )
     with KERNEL_LOCK:  # the methods' kernels run on every core already
         return request.compositor(observations)
-
-
-def context_pixels(metres: float, pixel_size_m: float) -> int:
-    """Context of ``metres`` around a tile in whole pixels of ``pixel_size_m``."""
-    return math.ceil(metres / pixel_size_m - 1e-9)
 
 
 def load_masked(

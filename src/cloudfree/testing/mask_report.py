@@ -24,7 +24,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from cloudfree.pipeline import build_request, context_pixels, load_masked, mosaic, search
+from cloudfree.grid import context_pixels
+from cloudfree.pipeline import build_request, load_masked, mosaic, search
 from cloudfree.testing import make_archive
 from cloudfree.testing.evaluate import (
     MaskScores,

@@ -112,8 +112,9 @@ The DOY score depends on the layer only and is computed once per layer in Python
 scores the observations layer by layer (contiguous reads), then applies the haze statistics, the
 filters and the maximum layer by layer too, with no Python per pixel. Each pixel is computed
 alone, so the result depends neither on the thread count nor on how a grid is cut into tiles
-(given a tile-invariant ``distance``, see :func:`.distance.halo_pixels`). The tests compare every
-output bit for bit with a one-pixel-at-a-time Python transcription of the formulas above.
+(given a tile-invariant ``distance``, see :func:`cloudfree.grid.context_pixels`). The tests
+compare every output bit for bit with a one-pixel-at-a-time Python transcription of the
+formulas above.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ pass then overwrites row by row, so the only memory beyond the input is the floa
 Tile invariance
 ---------------
 A pixel's capped distance depends only on the rejected pixels within ``max_distance_m`` of it,
-that is within :func:`halo_pixels` pixels (rows and columns). A window padded by that many
-pixels on each side therefore gives, on its interior, exactly the values the whole array gives
+that is within :func:`cloudfree.grid.context_pixels` pixels (rows and columns). A window
+padded by that many pixels on each side therefore gives, on its interior, exactly the values the whole array gives
 (``tests/test_cloud_distance.py`` checks it). Pixels outside the array are taken as not
 rejected: the edge of a window is never mistaken for a cloud.
 """
@@ -54,21 +54,10 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["COLUMN_BLOCK", "cloud_distance", "halo_pixels"]
+__all__ = ["COLUMN_BLOCK", "cloud_distance"]
 
 COLUMN_BLOCK = 64
 """Columns swept together in the column pass: 64 float32 values, four cache lines per row."""
-
-
-def halo_pixels(max_distance_m: float, pixel_size_m: float) -> int:
-    """Pixels of context a tile needs on each side for :func:`cloud_distance` to be exact.
-
-    ``ceil(max_distance_m / pixel_size_m)``: every rejected pixel that can bring a pixel's
-    distance under the cap lies within that many rows and columns of it.
-    """
-    _check_lengths(pixel_size_m, max_distance_m)
-    # 1e-9 absorbs the binary rounding of exact ratios (3000 m / 10 m must stay 300 pixels)
-    return math.ceil(max_distance_m / pixel_size_m - 1e-9)
 
 
 def cloud_distance(rejected: np.ndarray, pixel_size_m: float, max_distance_m: float) -> np.ndarray:
