@@ -42,9 +42,9 @@ Tile invariance
 ---------------
 A pixel's capped distance depends only on the rejected pixels within ``max_distance_m`` of it,
 that is within :func:`cloudfree.grid.context_pixels` pixels (rows and columns). A window
-padded by that many pixels on each side therefore gives, on its interior, exactly the values the whole array gives
-(``tests/test_cloud_distance.py`` checks it). Pixels outside the array are taken as not
-rejected: the edge of a window is never mistaken for a cloud.
+padded by that many pixels on each side therefore gives, on its interior, exactly the values
+the whole array gives (``tests/test_cloud_distance.py`` checks it). Pixels outside the array are
+taken as not rejected: the edge of a window is never mistaken for a cloud.
 """
 
 from __future__ import annotations
