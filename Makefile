@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # for stac-fastapi-pgstac). Checked with dpkg first, so this costs nothing once installed.
 DEB_PACKAGES := postgresql-15 postgresql-15-postgis-3
 
-.PHONY: install demo test lint bench mask-report system-deps
+.PHONY: install demo test lint bench mask-report methods-report system-deps
 install: $(STAMP)
 
 system-deps:
@@ -51,3 +51,7 @@ bench: $(STAMP)
 # Omission/commission and composite error of every cloud mask; rewrites docs/masks.md.
 mask-report: $(STAMP)
 	$(BIN)/python -m cloudfree.testing.mask_report --out docs/masks.md
+
+# Error of every compositing method against the synthetic truth; rewrites docs/methods.md.
+methods-report: $(STAMP)
+	$(BIN)/python -m cloudfree.testing.method_report --out docs/methods.md

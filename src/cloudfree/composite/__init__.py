@@ -1,6 +1,6 @@
 """Compositing methods behind one registry (:func:`make_compositor`); kernels in ``kernels/``."""
 
-from cloudfree.composite import selection, statistics
+from cloudfree.composite import geomedian, selection, statistics
 from cloudfree.composite.base import (
     ENTRY_POINT_GROUP,
     PROVENANCE_LAYERS,
@@ -26,6 +26,7 @@ __all__ = [
     "compositor_factory",
     "compositor_names",
     "compositor_options",
+    "geomedian",
     "make_compositor",
     "register_compositor",
     "selection",

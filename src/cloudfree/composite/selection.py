@@ -1,7 +1,7 @@
 """Methods that choose one observation per pixel, so all bands come from one date.
 
 ``medoid``: the observation nearest to the multi-band median; ``best-pixel``: the highest-scoring
-observation, scored as FORCE does. Both can report the chosen date (and best-pixel its score).
+observation, scored as FORCE does. Both report the chosen date (and best-pixel its score).
 """
 
 from __future__ import annotations
@@ -20,11 +20,35 @@ from cloudfree.composite.base import (
 )
 from cloudfree.composite.kernels.best_pixel import HALF_YEAR, BapParameters, best_pixel
 from cloudfree.composite.kernels.distance import cloud_distance
+from cloudfree.composite.kernels.medoid import medoid
 from cloudfree.composite.observations import Composite, Observations
 from cloudfree.options import as_bool, as_float, as_numbers
 from cloudfree.timeframe import Period
 
 _DEFAULTS = BapParameters()
+
+
+@register_compositor("medoid")
+class MedoidCompositor(PerPixelCompositor):
+    """The observation nearest to the multi-band median, so every band comes from one date.
+
+    The multi-band median is each band's median (numpy 'linear') over the usable observations;
+    "nearest" is the Euclidean distance over bands; ties go to the earliest date.
+    """
+
+    name = "medoid"
+    provenance = ("date",)
+
+    def __call__(self, obs: Observations) -> Composite:
+        """Per pixel, all bands of the observation nearest the per-band median."""
+        tile = obs.cropped()
+        values, index = medoid(tile.data, tile.valid, obs.nodata)
+        provenance = {"date": chosen_dates(obs, index)} if obs.days else {}
+        return Composite(values, observation_count(tile), provenance)
+
+    def describe(self) -> str:
+        """One line for lineage."""
+        return "medoid (observation nearest the per-band median, Euclidean over bands)"
 
 
 @register_compositor("best-pixel")
@@ -114,9 +138,7 @@ class BestPixelCompositor(PerPixelCompositor):
             tile.data, tile.valid, obs.nodata, doy, distance, params, blue=blue, red=red
         )
         return Composite(
-            values=values,
-            observations=observation_count(tile),
-            provenance={"date": chosen_dates(obs, index), "score": score},
+            values, observation_count(tile), {"date": chosen_dates(obs, index), "score": score}
         )
 
     def describe(self) -> str:
