@@ -216,6 +216,7 @@ def test_cdse_l3_preset(archive, tmp_path):
         tmp_path,
         name="manual",
         method="cdse-l3",
+        same_day="latest",
         mask_options={
             "valid_classes": "dark_area_pixels,vegetation,not_vegetated,water,snow",
             "opening_m": 0,
@@ -250,6 +251,7 @@ def test_cdse_l3_preset(archive, tmp_path):
             tmp_path,
             name="med",
             period="quarter",
+            same_day="latest",
             bands=["red"],
             mask_options={"preset": "cdse-l3", "opening_m": 0, "dilation_m": 0},
         ).out

@@ -20,12 +20,14 @@ same choice, ties included, as comparing the float64 distances.
 
 How it is fast
 --------------
-Per block of 512 pixels of a row, each band's usable values go into a ``(time, pixel)`` buffer,
-unusable ones replaced by the type's largest value so they sort last, and a sorting network pruned
-to the middle ranks (:func:`cloudfree.composite.kernels.quantiles.selection_network`) sorts every
-column at once with SIMD ``min``/``max``. The distance scan and the final pick are then plain
-loops over the block's pixels, one time step at a time. Rows run in parallel; every pixel's result
-depends on its own observations only, so it does not depend on tiling or thread count.
+The work goes by blocks of 512 pixels of a row, first copied out of the stack (one read of the
+data; the rest runs in cache). For each band, the usable values go into a ``(time, pixel)``
+buffer, unusable ones replaced by the type's largest value so they sort last, and a sorting network
+pruned to the middle ranks (:func:`cloudfree.composite.kernels.quantiles.selection_network`) sorts
+every column at once with SIMD ``min``/``max``. The distance scan and the final pick are loops
+over the block's pixels, one time step at a time, which the compiler vectorises too. Blocks run in
+parallel; every pixel's result depends on its own observations only, so it does not depend on
+tiling or thread count.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def _medoid(
         y = task // nblocks
         x0 = (task % nblocks) * BLOCK
         width = min(BLOCK, nx - x0)
+        blk = np.empty((t * nb, width), dtype=data.dtype)
         ok = np.empty((t, width), dtype=np.bool_)
         count = np.zeros(width, dtype=np.int64)
         buf = np.empty((t, width), dtype=data.dtype)
@@ -119,13 +122,15 @@ def _medoid(
                 ok[i, x] = valid[i, y, x0 + x]
             for b in range(nb):
                 for x in range(width):
-                    ok[i, x] &= data[i, b, y, x0 + x] != nodata
+                    v = data[i, b, y, x0 + x]
+                    blk[i * nb + b, x] = v
+                    ok[i, x] &= v != nodata
             for x in range(width):
                 count[x] += ok[i, x]
         for b in range(nb):
             for i in range(t):
                 for x in range(width):
-                    buf[i, x] = data[i, b, y, x0 + x] if ok[i, x] else last
+                    buf[i, x] = blk[i * nb + b, x] if ok[i, x] else last
             for c in range(network.shape[0]):
                 lo_row = network[c, 0]
                 hi_row = network[c, 1]
@@ -137,19 +142,19 @@ def _medoid(
             for x in range(width):
                 n = count[x]
                 if n > 0:
-                    # numpy's median: the middle value, or the mean of the two middle ones
                     med[b, x] = (float(buf[(n - 1) // 2, x]) + float(buf[n // 2, x])) / 2.0
                 else:
                     med[b, x] = 0.0
         for i in range(t):
-            dist2[:] = 0.0
-            for b in range(nb):
+            for x in range(width):
+                d = float(blk[i * nb, x]) - med[0, x]
+                dist2[x] = d * d
+            for b in range(1, nb):
                 for x in range(width):
-                    d = float(data[i, b, y, x0 + x]) - med[b, x]
+                    d = float(blk[i * nb + b, x]) - med[b, x]
                     dist2[x] += d * d
             for x in range(width):
-                # strict "<" while i increases: ties keep the earliest observation
-                closer = ok[i, x] and dist2[x] < best[x]
+                closer = ok[i, x] & (dist2[x] < best[x])
                 best[x] = dist2[x] if closer else best[x]
                 chosen[x] = i if closer else chosen[x]
         for x in range(width):
@@ -157,8 +162,7 @@ def _medoid(
         for b in range(nb):
             for x in range(width):
                 values[b, y, x0 + x] = nodata
-        for i in range(t):
-            for b in range(nb):
+            for i in range(t):
                 for x in range(width):
-                    v = data[i, b, y, x0 + x]
+                    v = blk[i * nb + b, x]
                     values[b, y, x0 + x] = v if chosen[x] == i else values[b, y, x0 + x]
