@@ -94,6 +94,22 @@ def test_provenance_only_when_asked_and_only_what_the_method_has(archive, tmp_pa
     assert "date" not in median and "observations" in median
 
 
+def test_cli_method_options_and_provenance(archive, tmp_path):
+    out = tmp_path / "medoid.zarr"
+    west, south, east, north = archive.bbox
+    result = CliRunner().invoke(
+        cli,
+        ["mosaic", "--stac", str(archive.catalog), "--bbox", str(west), str(south), str(east),
+         str(north), "--start-date", START, "--end-date", END, "--crs", "EPSG:2157",
+         "--resolution", "20", "--method", "geomedian", "--method-option", "eps=0.5",
+         "--provenance", "--out", str(out), "--no-quicklook"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ds = xr.open_zarr(out)
+    assert "date" not in ds  # a geomedian chooses no single observation
+    assert "step < 0.5 DN" in ds.attrs["cloudfree:lineage"]
+
+
 def test_methods_command_lists_every_method_with_options():
     result = CliRunner().invoke(cli, ["methods"])
     assert result.exit_code == 0, result.output

@@ -4,9 +4,9 @@ from cloudfree.composite import geomedian, selection, statistics
 from cloudfree.composite.base import (
     ENTRY_POINT_GROUP,
     PROVENANCE_LAYERS,
+    BaseCompositor,
     Compositor,
     Output,
-    PerPixelCompositor,
     compositor_factory,
     compositor_names,
     compositor_options,
@@ -18,11 +18,11 @@ from cloudfree.composite.observations import Composite, Observations
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROVENANCE_LAYERS",
+    "BaseCompositor",
     "Composite",
     "Compositor",
     "Observations",
     "Output",
-    "PerPixelCompositor",
     "compositor_factory",
     "compositor_names",
     "compositor_options",

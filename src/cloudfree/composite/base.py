@@ -7,7 +7,7 @@ much context around the tile it needs (:meth:`Compositor.context_m`, e.g. a dist
 next cloud). Adding a method is one class::
 
     @register_compositor("darkest")
-    class Darkest(PerPixelCompositor):
+    class Darkest(BaseCompositor):
         name = "darkest"
         def __call__(self, obs): ...
         def describe(self): return "darkest observation"
@@ -93,10 +93,10 @@ def make_compositor(name: str, options: Mapping[str, object] | None = None) -> C
     return COMPOSITORS.make(name, options)
 
 
-class PerPixelCompositor:
-    """Defaults for methods that look at one pixel's time series and return reflectance."""
+class BaseCompositor:
+    """Defaults for a method: reflectance out, no provenance, no context, no required bands."""
 
-    name = "per-pixel"
+    name = "base"
     output = Output.REFLECTANCE
     provenance: tuple[str, ...] = ()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudfree.composite.base import PerPixelCompositor, observation_count, register_compositor
+from cloudfree.composite.base import BaseCompositor, observation_count, register_compositor
 from cloudfree.composite.kernels.geomedian import (
     DEFAULT_EPS,
     DEFAULT_MAX_ITERATIONS,
@@ -13,7 +13,7 @@ from cloudfree.options import as_float, as_int
 
 
 @register_compositor("geomedian")
-class GeomedianCompositor(PerPixelCompositor):
+class GeomedianCompositor(BaseCompositor):
     """The point minimising the summed distance to the observations over bands (Weiszfeld).
 
     Bands stay consistent (a spectrum, not per-band medians of different dates), yet it is not

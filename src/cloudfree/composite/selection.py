@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from cloudfree.composite.base import (
-    PerPixelCompositor,
+    BaseCompositor,
     chosen_dates,
     observation_count,
     register_compositor,
@@ -29,7 +29,7 @@ _DEFAULTS = BapParameters()
 
 
 @register_compositor("medoid")
-class MedoidCompositor(PerPixelCompositor):
+class MedoidCompositor(BaseCompositor):
     """The observation nearest to the multi-band median, so every band comes from one date.
 
     The multi-band median is each band's median (numpy 'linear') over the usable observations;
@@ -52,7 +52,7 @@ class MedoidCompositor(PerPixelCompositor):
 
 
 @register_compositor("best-pixel")
-class BestPixelCompositor(PerPixelCompositor):
+class BestPixelCompositor(BaseCompositor):
     """Best-available-pixel: the observation scoring highest on season, cloud distance and haze.
 
     Scores and selection follow FORCE's BAP (see :mod:`.kernels.best_pixel`): a day-of-year

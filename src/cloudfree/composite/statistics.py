@@ -8,8 +8,8 @@ definitions are in :mod:`cloudfree.composite.kernels.quantiles` and
 from __future__ import annotations
 
 from cloudfree.composite.base import (
+    BaseCompositor,
     Output,
-    PerPixelCompositor,
     observation_count,
     register_compositor,
 )
@@ -20,7 +20,7 @@ from cloudfree.options import as_float
 
 
 @register_compositor("quantile")
-class QuantileCompositor(PerPixelCompositor):
+class QuantileCompositor(BaseCompositor):
     """The ``quantile`` of each band's valid observations (numpy 'linear', rounded half to even)."""
 
     name = "quantile"
@@ -54,7 +54,7 @@ class MedianCompositor(QuantileCompositor):
 
 
 @register_compositor("cdse-l3")
-class CdseL3Compositor(PerPixelCompositor):
+class CdseL3Compositor(BaseCompositor):
     """The first quartile as the Copernicus Sentinel-2 L3 quarterly mosaic algorithm takes it.
 
     Per band, the valid observations are sorted and the one at index ``floor(n / 4)`` is the
@@ -75,7 +75,7 @@ class CdseL3Compositor(PerPixelCompositor):
         return "first quartile as CDSE L3 (sorted valid observation at index floor(n/4))"
 
 
-class _StatisticCompositor(PerPixelCompositor):
+class _StatisticCompositor(BaseCompositor):
     statistic = ""
     text = ""
 
