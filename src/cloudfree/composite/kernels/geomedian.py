@@ -115,15 +115,21 @@ def geomedian(
     values : numpy.ndarray
         ``(band, y, x)`` in ``data``'s type; ``nodata`` where no observation is usable.
     iterations : numpy.ndarray
-        ``(y, x)`` uint16: Weiszfeld steps computed per pixel (0 without an iteration);
-        ``max_iterations`` where the ``eps`` rule was not met.
+        ``(y, x)`` uint16: Weiszfeld steps computed per pixel (0 without an iteration). A pixel
+        at ``max_iterations`` may not have met the ``eps`` rule.
+
+    Notes
+    -----
+    Arrays that are not C-contiguous are copied first.
 
     """
     _check(data, valid, nodata)
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0 (DN), got {eps}.")
     if not 0 <= max_iterations <= np.iinfo(np.uint16).max:
-        raise ValueError(f"max_iterations must be between 0 and 65535, got {max_iterations}.")
+        raise ValueError(
+            f"max_iterations must be between 0 and 65535 (counts are uint16), got {max_iterations}."
+        )
     t, nb, ny, nx = data.shape
     values = np.empty((nb, ny, nx), dtype=data.dtype)
     iterations = np.zeros((ny, nx), dtype=np.uint16)
@@ -308,13 +314,17 @@ def _iterate(
     nx, nb, t = packed.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    xs = np.empty((t, nb, lanes), dtype=np.float32)  # observation k, band b of the pixel in lane l
+    # xs[k, b, lane]: band b of observation slot k of the lane's pixel; one slot more than
+    # observations, so that slots can go by pairs
+    xs = np.empty((t + 1, nb, lanes), dtype=np.float32)
     xs[:] = _EMPTY
     filled = np.zeros(lanes, dtype=np.int64)  # slots of xs holding data (the rest are _EMPTY)
     est = np.zeros((nb, lanes), dtype=np.float32)  # current estimate y
-    pull = np.zeros((nb, lanes), dtype=np.float32)  # R = sum lanesi (x_i - y), then the step
-    dist2 = np.zeros(lanes, dtype=np.float32)
+    pull = np.zeros((nb, lanes), dtype=np.float32)  # R = sum w_i (x_i - y), then the step
+    dist2 = np.zeros(lanes, dtype=np.float32)  # squared distances of slot k (then k + 1: *b)
+    dist2b = np.zeros(lanes, dtype=np.float32)
     weight = np.zeros(lanes, dtype=np.float32)
+    weightb = np.zeros(lanes, dtype=np.float32)
     wsum = np.zeros(lanes, dtype=np.float32)
     at = np.zeros(lanes, dtype=np.float32)  # eta: observations at y
     step2 = np.zeros(lanes, dtype=np.float32)
@@ -351,24 +361,36 @@ def _iterate(
         wsum[:] = 0.0
         at[:] = 0.0
         pull[:] = 0.0
-        for k in range(m):
+        # two observation slots per pass (half the loops), summed in slot order: the same
+        # result as one slot at a time
+        for k in range(0, m, 2):
             for lane in range(lanes):
                 d = xs[k, 0, lane] - est[0, lane]
+                e = xs[k + 1, 0, lane] - est[0, lane]
                 dist2[lane] = d * d
+                dist2b[lane] = e * e
             for b in range(1, nb):
                 for lane in range(lanes):
                     d = xs[k, b, lane] - est[b, lane]
+                    e = xs[k + 1, b, lane] - est[b, lane]
                     dist2[lane] += d * d
+                    dist2b[lane] += e * e
             for lane in range(lanes):
                 d2 = dist2[lane]
+                e2 = dist2b[lane]
                 inv = one / math.sqrt(d2)
+                invb = one / math.sqrt(e2)
                 w = inv if d2 > zero else zero
+                v = invb if e2 > zero else zero
                 weight[lane] = w
-                wsum[lane] += w
-                at[lane] += zero if d2 > zero else one
+                weightb[lane] = v
+                wsum[lane] = (wsum[lane] + w) + v
+                at[lane] = (at[lane] + (zero if d2 > zero else one)) + (zero if e2 > zero else one)
             for b in range(nb):
                 for lane in range(lanes):
-                    pull[b, lane] += weight[lane] * (xs[k, b, lane] - est[b, lane])
+                    a = weight[lane] * (xs[k, b, lane] - est[b, lane])
+                    c = weightb[lane] * (xs[k + 1, b, lane] - est[b, lane])
+                    pull[b, lane] = (pull[b, lane] + a) + c
         # Vardi-Zhang: y_next = y + max(0, 1 - eta / |R|) * R / sum(w)
         dist2[:] = 0.0
         for b in range(nb):

@@ -61,6 +61,10 @@ def medoid(data: np.ndarray, valid: np.ndarray, nodata: int) -> tuple[np.ndarray
     index : numpy.ndarray
         ``(y, x)`` int16: the chosen time index, -1 where no observation is usable.
 
+    Notes
+    -----
+    Arrays that are not C-contiguous are copied first.
+
     """
     if data.ndim != 4:
         raise ValueError(f"data must be (time, band, y, x), got shape {data.shape}.")
