@@ -16,7 +16,7 @@ from cloudfree.composite.kernels.quantiles import (
 )
 from cloudfree.composite.kernels.statistics import count_valid, masked_statistic
 from cloudfree.errors import InvalidInputError
-from cloudfree.stack import NODATA
+from cloudfree.stack import NODATA, Output
 
 NODATA_I = int(NODATA)
 
@@ -207,3 +207,35 @@ def test_count_method_returns_counts_not_reflectance():
     assert method.output is Output.COUNT
     result = method(Observations(data=data, valid=valid, nodata=NODATA_I))
     assert result.values.dtype == np.uint16 and result.values.tolist() == [[[3, 3]]]
+
+
+class Darkest:
+    """A plug-in method: the smallest value (a class outside the registry)."""
+
+    name = "darkest"
+    output = Output.REFLECTANCE
+    provenance = ()
+
+    def context_m(self):
+        return 0.0
+
+    def __call__(self, obs):
+        return make_compositor("min")(obs)
+
+    def describe(self):
+        return "darkest"
+
+
+class NotAMethod:
+    """Lacks most of the protocol."""
+
+
+def test_methods_plug_in_by_import_path_and_are_checked():
+    data = np.array([[[[5]]], [[[3]]]], dtype=np.int16)
+    obs = Observations(data=data, valid=np.ones((2, 1, 1), bool), nodata=NODATA_I)
+    method = make_compositor("tests.test_composite_statistics:Darkest")
+    assert method(obs).values.tolist() == [[[3]]]
+    with pytest.raises(InvalidInputError, match="does not follow the Compositor protocol"):
+        make_compositor("tests.test_composite_statistics:NotAMethod")
+    with pytest.raises(InvalidInputError, match="Cannot load method"):
+        make_compositor("tests.nowhere:Nothing")

@@ -29,7 +29,13 @@ from cloudfree.catalog.stac_output import (
     item_id,
     save_collection,
 )
-from cloudfree.composite import Composite, Compositor, Observations, make_compositor
+from cloudfree.composite import (
+    PROVENANCE_LAYERS,
+    Composite,
+    Compositor,
+    Observations,
+    make_compositor,
+)
 from cloudfree.config import ReadSettings, default_threads, read_settings
 from cloudfree.engine import ProgressCallback, run_units
 from cloudfree.errors import InvalidInputError, NoScenesFoundError
@@ -233,6 +239,12 @@ def build_request(
             f"--min-clear-fraction is a fraction of a tile (0 <= F < 1), got {min_clear_fraction}."
         )
     compositor = _compositor(method_name, quantile, method_options)
+    unknown = sorted(set(compositor.provenance) - set(PROVENANCE_LAYERS))
+    if unknown:
+        raise InvalidInputError(
+            f"Method {method_name} declares provenance layer(s) {', '.join(unknown)}; cloudfree "
+            f"stores {', '.join(PROVENANCE_LAYERS)}."
+        )
     band_ids = {band.id for _, band in resolved_bands}
     needed: dict[str, str] = getattr(compositor, "required_bands", dict)()
     for band_id, why in needed.items():
