@@ -102,7 +102,7 @@ class Plan:
     units: tuple[WorkUnit, ...]
     scenes: tuple[Scene, ...]
     halo: int = 0
-    """Pixels loaded around each tile for the cloud mask's clean-up."""
+    """Pixels loaded around each tile: the cloud mask's halo plus the method's margin."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
