@@ -27,6 +27,10 @@ class OutputExistsError(CloudfreeError):
     """The output location already holds data and ``overwrite`` was not given."""
 
 
+class StoreLockedError(CloudfreeError):
+    """Another live run is writing the output store."""
+
+
 class ReadError(CloudfreeError):
     """Pixels of a scene could not be read after retries."""
 

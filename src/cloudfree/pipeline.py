@@ -7,6 +7,7 @@ write, per tile and period) -> ``finish`` (COGs, quick-looks, STAC).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import rasterize
 
 from cloudfree import __version__
+from cloudfree.access import redact_message
 from cloudfree.aoi import Aoi, aoi_from_bbox, aoi_from_file
 from cloudfree.bands import Band, canonical_band, resolve_bands
 from cloudfree.catalog.stac_output import (
@@ -61,6 +63,7 @@ from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
+from cloudfree.store.manifest import Manifest
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
 from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
@@ -127,6 +130,10 @@ class MosaicRequest:
     load: LoadOptions
     """Bands, SCL and resampling of every tile read."""
     overwrite: bool
+    resume: bool
+    """Continue a stopped run: skip the units the store's manifest records as finished."""
+    limit: int | None
+    """Process at most this many (unfinished) units, then stop."""
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
 
@@ -163,6 +170,8 @@ class MosaicResult:
     periods: tuple[Period, ...]
     scenes: tuple[Scene, ...]
     units: int
+    remaining: int
+    """Units not yet finished (``--limit``); outputs beyond the store are written at 0."""
     cogs: tuple[str, ...]
     catalog: str | None
     shape: tuple[int, int, int]
@@ -203,6 +212,8 @@ def build_request(
     resampling: str = "bilinear",
     same_day: str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    limit: int | None = None,
     threads: int | None = None,
 ) -> MosaicRequest:
     """Validate every option and return a request; raises before any expensive work."""
@@ -262,9 +273,21 @@ def build_request(
     out = location.absolute(out)
     cog_dir = location.absolute(cog_dir) if cog_dir else None
     catalog = location.absolute(catalog_dir) if catalog_dir else default_catalog_dir(out)
-    for url, what in ((out, "Output store"), (cog_dir, "COG folder"), (catalog, "Catalog folder")):
-        if url:
-            location.check_writable(url, overwrite=overwrite, what=what)
+    if resume and overwrite:
+        raise InvalidInputError("--resume continues a run and --overwrite replaces it; pick one.")
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"--limit must be at least 1 work unit, got {limit}.")
+    if resume:
+        if not location.exists(out):
+            raise InvalidInputError(f"--resume: there is no store at {out} to continue.")
+    else:
+        for url, what in (
+            (out, "Output store"),
+            (cog_dir, "COG folder"),
+            (catalog, "Catalog folder"),
+        ):
+            if url:
+                location.check_writable(url, overwrite=overwrite, what=what)
     source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
     return MosaicRequest(
         source=source,
@@ -289,6 +312,8 @@ def build_request(
             same_day=same_day or (PRESETS[preset].same_day if preset else "least-cloudy"),
         ),
         overwrite=overwrite,
+        resume=resume,
+        limit=limit,
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
     )
@@ -460,9 +485,39 @@ def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
     )
 
 
+def fingerprint(request: MosaicRequest, job: Plan) -> dict[str, object]:
+    """What makes a store's values: a resumed run must match it exactly."""
+    return {
+        "crs": str(job.geobox.crs),
+        "transform": list(job.geobox.affine)[:6],
+        "shape": list(job.shape),
+        "chunk_size": job.chunk_size,
+        "halo": job.halo,
+        "periods": [p.label for p in job.periods],
+        "bands": list(request.band_names),
+        "lineage": request.lineage(),
+        "scenes": sorted(s.id for s in job.scenes),
+        "units": sorted(u.key for u in job.units),
+    }
+
+
 def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
-    """Stage 3: replace outputs when asked to, and create the empty store."""
+    """Stage 3: replace outputs when asked to, and create the empty store (or reopen it)."""
+    if request.resume:
+        recorded = Manifest(request.out).plan()
+        expected = json.loads(json.dumps(fingerprint(request, job)))
+        if recorded != expected:
+            differ = sorted(
+                k for k in expected if recorded is None or recorded.get(k) != expected[k]
+            )
+            raise InvalidInputError(
+                f"--resume: {request.out} was made by a different job (it differs in "
+                f"{', '.join(differ)}); rerun with the options that made it, or use --overwrite."
+            )
+        return MosaicStore(request.out)
     if request.overwrite:
+        if location.exists(request.out):
+            Manifest(request.out).release(Manifest(request.out).acquire())  # refuses a live run
         for url in (request.out, request.cog_dir, request.catalog_dir):
             if url:
                 location.remove(url)
@@ -489,6 +544,7 @@ def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
         encoding=request.encoding,
         provenance=request.compositor.provenance if request.provenance else (),
     )
+    Manifest(request.out).save_plan(fingerprint(request, job))
     return MosaicStore(request.out)
 
 
@@ -522,6 +578,15 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
     )
     with KERNEL_LOCK:  # the methods' kernels run on every core already
         return request.compositor(observations)
+
+
+def composite_checksum(composite: Composite) -> str:
+    """sha256 of every array a unit writes, in a fixed order."""
+    digest = hashlib.sha256(np.ascontiguousarray(composite.values).tobytes())
+    digest.update(np.ascontiguousarray(composite.observations).tobytes())
+    for name in sorted(composite.provenance):
+        digest.update(np.ascontiguousarray(composite.provenance[name]).tobytes())
+    return digest.hexdigest()
 
 
 def load_masked(
@@ -618,17 +683,43 @@ def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> 
         len(job.units),
     )
     store = prepare_outputs(request, job)
+    manifest = Manifest(request.out)
+    lock = manifest.acquire()
+    try:
+        finished = set(manifest.finished()) if request.resume else set()
+        todo = [u for u in job.units if u.key not in finished]
+        if finished:
+            log.info(
+                "resuming: %d of %d work units already finished", len(finished), len(job.units)
+            )
+        if request.limit is not None:
+            todo = todo[: request.limit]
 
-    def run_unit(unit: WorkUnit) -> None:
-        store.write(job, unit, request.band_names, composite_unit(request, job, unit))
+        def run_unit(unit: WorkUnit) -> None:
+            try:
+                composite = composite_unit(request, job, unit)
+                store.write(job, unit, request.band_names, composite)
+            except Exception as exc:
+                manifest.record_failure(unit.key, redact_message(str(exc)))
+                raise
+            manifest.record_done(unit.key, composite_checksum(composite))
 
-    run_units(job.units, run_unit, threads=request.threads, key=lambda u: u.key, progress=progress)
-    cogs, catalog = finish(request, job, store)
+        run_units(todo, run_unit, threads=request.threads, key=lambda u: u.key, progress=progress)
+        remaining = len(job.units) - len(finished) - len(todo)
+        if remaining:
+            log.warning("--limit: %d work units remain; rerun with --resume to continue", remaining)
+            cogs: tuple[str, ...] = ()
+            catalog: str | None = None
+        else:
+            cogs, catalog = finish(request, job, store)
+    finally:
+        manifest.release(lock)
     return MosaicResult(
         out=request.out,
         periods=job.periods,
         scenes=tuple(scenes),
         units=len(job.units),
+        remaining=remaining,
         cogs=cogs,
         catalog=catalog,
         shape=job.shape,

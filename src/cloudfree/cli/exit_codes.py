@@ -10,12 +10,14 @@ from cloudfree.errors import (
     ReadError,
     RunFailedError,
     SourceError,
+    StoreLockedError,
 )
 
 SUCCESS = 0
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidInputError, 2, "bad input"),
     (OutputExistsError, 2, "output exists"),
+    (StoreLockedError, 2, "store locked"),
     (NoScenesFoundError, 3, "no scenes"),
     (SourceError, 4, "source error"),
     (ReadError, 5, "read failed"),

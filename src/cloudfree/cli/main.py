@@ -194,6 +194,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Worker threads (default: CPU count).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a stopped run in --out: only the work units not recorded as finished run.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Process at most N (unfinished) work units, then stop; continue with --resume.",
+)
 @click.pass_context
 @_handle_errors
 def mosaic(
@@ -218,6 +229,11 @@ def mosaic(
             f"Wrote {result.out}: {len(result.periods)} period(s), shape {result.shape} in "
             f"{result.crs}, from {len(result.scenes)} scenes in {result.units} work units."
         )
+        if result.remaining:
+            click.echo(
+                f"{result.remaining} work unit(s) remain; rerun with --resume to finish "
+                "(COGs and STAC are written when every unit is done)."
+            )
         for cog in result.cogs:
             click.echo(f"COG {cog}")
         if result.catalog:

@@ -155,4 +155,6 @@ class MosaicStore:
         """Consolidate metadata so readers open the store with one request."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            # the run's manifest folder (store/manifest.py) is not part of the hierarchy
+            warnings.filterwarnings("ignore", "Object at _cloudfree", UserWarning)
             zarr.consolidate_metadata(self._group.store)
