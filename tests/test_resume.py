@@ -73,7 +73,7 @@ def test_limit_then_resume_is_identical_and_keeps_finished_regions(archive, tmp_
     after = chunk_files(out)
     assert all(after[name] == mtime for name, mtime in written.items())  # not rewritten
     same_values(out, whole.out)
-    assert len(Manifest(str(out)).finished()) == whole.units
+    assert len(Manifest(str(out)).finished()) == whole.units and not Manifest(str(out)).failures()
     assert not (out / "_cloudfree" / "lock.json").exists()
 
 

@@ -72,18 +72,16 @@ class Manifest:
 
     def finished(self) -> dict[str, dict[str, Any]]:
         """Records of the finished units by key."""
-        records = {}
-        for name in self._listing("done"):
-            record = self._read(self._url("done", name))
-            if record is not None:
-                records[record["key"]] = record
-        return records
+        return self._records("done")
 
     def failures(self) -> dict[str, dict[str, Any]]:
         """Records of the units whose last attempt failed, by key."""
+        return self._records("failed")
+
+    def _records(self, folder: str) -> dict[str, dict[str, Any]]:
         records = {}
-        for name in self._listing("failed"):
-            record = self._read(self._url("failed", name))
+        for name in self._listing(folder):
+            record = self._read(self._url(folder, name))
             if record is not None:
                 records[record["key"]] = record
         return records
