@@ -17,6 +17,8 @@ import xarray as xr
 from click.testing import CliRunner
 
 import cloudfree
+import cloudfree.errors
+import cloudfree.stack
 from cloudfree.cli.main import cli
 from cloudfree.errors import InvalidInputError, StoreLockedError
 from cloudfree.store.manifest import Manifest
@@ -140,3 +142,31 @@ def test_kill_9_of_the_whole_run_then_resume_is_bit_identical(archive, tmp_path,
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     same_values(out, whole.out)
+
+
+class Failing:
+    """A method that fails, to see failures recorded."""
+
+    name = "failing"
+    output = cloudfree.stack.Output.REFLECTANCE
+    provenance = ()
+
+    def context_m(self):
+        return 0.0
+
+    def __call__(self, obs):
+        raise cloudfree.errors.ReadError("boom: s3://bucket/key?X-Amz-Signature=secret")
+
+    def describe(self):
+        return "fails"
+
+
+def test_a_failed_unit_is_recorded_with_its_reason_and_no_secret(archive, tmp_path):
+    out = tmp_path / "failed.zarr"
+    with pytest.raises(cloudfree.errors.RunFailedError, match="boom"):
+        cloudfree.mosaic(**options(archive, out, method="tests.test_resume:Failing", threads=1))
+    failures = Manifest(str(out)).failures()
+    assert failures and all("boom" in r["reason"] for r in failures.values())
+    assert not any("secret" in r["reason"] for r in failures.values())
+    assert not Manifest(str(out)).finished()
+    assert not (out / "_cloudfree" / "lock.json").exists()
