@@ -517,7 +517,7 @@ def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
         return MosaicStore(request.out)
     if request.overwrite:
         if location.exists(request.out):
-            Manifest(request.out).release(Manifest(request.out).acquire())  # refuses a live run
+            Manifest(request.out).ensure_unlocked()  # never delete a store a live run writes
         for url in (request.out, request.cog_dir, request.catalog_dir):
             if url:
                 location.remove(url)

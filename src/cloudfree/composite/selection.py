@@ -23,6 +23,7 @@ from cloudfree.composite.kernels.distance import cloud_distance
 from cloudfree.composite.kernels.medoid import medoid
 from cloudfree.composite.observations import Composite, Observations
 from cloudfree.options import as_bool, as_float, as_numbers
+from cloudfree.stack import REFLECTANCE_SCALE
 from cloudfree.timeframe import Period
 
 _DEFAULTS = BapParameters()
@@ -135,7 +136,15 @@ class BestPixelCompositor(BaseCompositor):
                 raise ValueError("best-pixel without doy_points needs the compositing period")
             params = _season_of(obs.period, params)
         values, index, score = best_pixel(
-            tile.data, tile.valid, obs.nodata, doy, distance, params, blue=blue, red=red
+            tile.data,
+            tile.valid,
+            obs.nodata,
+            doy,
+            distance,
+            params,
+            blue=blue,
+            red=red,
+            reflectance_scale=REFLECTANCE_SCALE,  # the pipeline's int16 encoding
         )
         return Composite(
             values, observation_count(tile), {"date": chosen_dates(obs, index), "score": score}

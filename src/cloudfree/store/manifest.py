@@ -106,6 +106,13 @@ class Manifest:
 
     def acquire(self) -> dict[str, Any]:
         """Take the store's lock, or raise :class:`StoreLockedError` naming its holder."""
+        self.ensure_unlocked()
+        mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
+        self._write(self._url("lock.json"), mine)
+        return mine
+
+    def ensure_unlocked(self) -> None:
+        """Raise :class:`StoreLockedError` while a live run holds the store's lock."""
         url = self._url("lock.json")
         holder = self._read(url)
         if holder is not None and _alive(holder):
@@ -114,9 +121,6 @@ class Manifest:
                 f"{holder['host']}, since {holder['started']}); wait for it to finish. If that "
                 f"run is gone on another machine, delete {url} and rerun with --resume."
             )
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
-        self._write(url, mine)
-        return mine
 
     def release(self, mine: Mapping[str, Any]) -> None:
         """Drop the lock if it is still ours."""

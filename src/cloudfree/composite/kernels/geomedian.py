@@ -64,6 +64,8 @@ import math
 import numba
 import numpy as np
 
+from cloudfree.composite.kernels import check_stack
+
 #: Stop when an iteration moves the estimate by less than this, in DN (reflectance x 10,000):
 #: odc-algo's default for integer data, ``0.1 * scale``, with DEA's ``scale = 1 / 10_000``.
 DEFAULT_EPS = 0.1
@@ -123,7 +125,7 @@ def geomedian(
     Arrays that are not C-contiguous are copied first.
 
     """
-    _check(data, valid, nodata)
+    check_stack(data, valid, nodata)
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0 (DN), got {eps}.")
     if not 0 <= max_iterations <= np.iinfo(np.uint16).max:
@@ -150,21 +152,6 @@ def geomedian(
         iterations,
     )
     return values, iterations
-
-
-def _check(data: np.ndarray, valid: np.ndarray, nodata: int) -> None:
-    if data.ndim != 4:
-        raise ValueError(f"data must be (time, band, y, x), got shape {data.shape}.")
-    if data.dtype not in (np.int16, np.uint16):
-        raise TypeError(f"data must be int16 or uint16, got {data.dtype}.")
-    t, _, ny, nx = data.shape
-    if valid.shape != (t, ny, nx):
-        raise ValueError(f"valid {valid.shape} does not match data {data.shape} (time, y, x).")
-    if valid.dtype != np.bool_:
-        raise TypeError(f"valid must be bool, got {valid.dtype}.")
-    info = np.iinfo(data.dtype)
-    if not info.min <= nodata <= info.max:
-        raise ValueError(f"nodata {nodata} is not a {data.dtype} value.")
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")

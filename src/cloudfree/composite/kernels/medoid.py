@@ -35,7 +35,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cloudfree.composite.kernels.quantiles import selection_network
+from cloudfree.composite.kernels import check_stack
+from cloudfree.composite.kernels.quantiles import selection_network, sort_columns
 
 #: Pixels per block: a band's ``time x BLOCK`` buffer stays in the core's L1/L2 cache.
 BLOCK = 512
@@ -66,18 +67,8 @@ def medoid(data: np.ndarray, valid: np.ndarray, nodata: int) -> tuple[np.ndarray
     Arrays that are not C-contiguous are copied first.
 
     """
-    if data.ndim != 4:
-        raise ValueError(f"data must be (time, band, y, x), got shape {data.shape}.")
-    if data.dtype not in (np.int16, np.uint16):
-        raise TypeError(f"data must be int16 or uint16, got {data.dtype}.")
+    check_stack(data, valid, nodata)
     t, nb, ny, nx = data.shape
-    if valid.shape != (t, ny, nx):
-        raise ValueError(f"valid {valid.shape} does not match data {data.shape} (time, y, x).")
-    if valid.dtype != np.bool_:
-        raise TypeError(f"valid must be bool, got {valid.dtype}.")
-    info = np.iinfo(data.dtype)
-    if not info.min <= nodata <= info.max:
-        raise ValueError(f"nodata {nodata} is not a {data.dtype} value.")
     if t > np.iinfo(np.int16).max:
         raise ValueError(f"At most 32767 time steps fit an int16 index, got {t}.")
     values = np.empty((nb, ny, nx), dtype=data.dtype)
@@ -135,14 +126,7 @@ def _medoid(
             for i in range(t):
                 for x in range(width):
                     buf[i, x] = blk[i * nb + b, x] if ok[i, x] else last
-            for c in range(network.shape[0]):
-                lo_row = network[c, 0]
-                hi_row = network[c, 1]
-                for x in range(width):
-                    lo = buf[lo_row, x]
-                    hi = buf[hi_row, x]
-                    buf[lo_row, x] = min(lo, hi)
-                    buf[hi_row, x] = max(lo, hi)
+            sort_columns(network, buf, width)
             for x in range(width):
                 n = count[x]
                 if n > 0:

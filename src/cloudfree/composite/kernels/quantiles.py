@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from cloudfree.composite.kernels import check_stack
+
 #: Pixels per block: a block of ``time x BLOCK`` values stays in the core's L1/L2 cache.
 BLOCK = 512
 #: Blocks per parallel task: scratch buffers are allocated once per task.
@@ -79,18 +81,6 @@ def selection_network(n: int, top_rank: int) -> np.ndarray:
             needed.update((a, b))
     kept.reverse()
     return np.array(kept, dtype=np.int64).reshape(-1, 2)
-
-
-def check_stack(data: np.ndarray, valid: np.ndarray) -> None:
-    """Raise unless ``data`` is ``(time, band, y, x)`` int16/uint16 and ``valid`` its bool mask."""
-    if data.ndim != 4 or valid.shape != (data.shape[0], *data.shape[2:]):
-        raise ValueError(
-            f"data {data.shape} must be (time, band, y, x) and valid {valid.shape} (time, y, x)"
-        )
-    if data.dtype not in (np.int16, np.uint16):
-        raise TypeError(f"data must be int16 or uint16, got {data.dtype}")
-    if valid.dtype != np.bool_:
-        raise TypeError(f"valid must be bool, got {valid.dtype}")
 
 
 def masked_quantiles(
@@ -145,7 +135,7 @@ def _select(
     result ``k`` is ``x_(lo) + (x_(hi) - x_(lo)) * weight`` (numpy's ``_lerp``), rounded half to
     even. Returns ``(k, band, y, x)``.
     """
-    check_stack(data, valid)
+    check_stack(data, valid, nodata)
     t, nb, ny, nx = data.shape
     out = np.empty((lo.shape[0], nb, ny, nx), dtype=data.dtype)
     if t == 0 or lo.shape[0] == 0:
@@ -177,8 +167,8 @@ def _fill_block(data, valid, nodata, band, y, x0, width, buf, count):
 
 
 @numba.njit(cache=True, inline="always")
-def _sort_block(network, buf, width):
-    """Apply the comparators to every column of ``buf`` at once."""
+def sort_columns(network, buf, width):
+    """Apply the comparators to the first ``width`` columns of ``buf`` at once (SIMD)."""
     for c in range(network.shape[0]):
         a = network[c, 0]
         b = network[c, 1]
@@ -236,7 +226,7 @@ def _sort_and_pick(data, valid, nodata, lo_rank, hi_rank, weight, top, network, 
             x0 = (task % nblocks) * BLOCK
             width = min(BLOCK, nx - x0)
             _fill_block(data, valid, nodata, band, y, x0, width, buf, count)
-            _sort_block(network, buf, width)
+            sort_columns(network, buf, width)
             for k in range(lo_rank.shape[0]):
                 _interpolate(
                     buf, count, lo_rank[k], hi_rank[k], weight[k], top, nodata,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cloudfree.composite.kernels.quantiles import check_stack
+from cloudfree.composite.kernels import check_stack
 
 #: The statistics :func:`masked_statistic` computes.
 STATISTICS = ("count", "mean", "min", "max")
@@ -28,7 +28,7 @@ def masked_statistic(
 
     ``count`` is uint16; the others are in ``data``'s type.
     """
-    check_stack(data, valid)
+    check_stack(data, valid, nodata)
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")
     _, nb, ny, nx = data.shape
