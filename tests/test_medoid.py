@@ -1,15 +1,13 @@
 import functools
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tests.kernel_checks import I16_NODATA, realistic_stack, with_one_and_two_threads
 
 from cloudfree.composite.kernels.medoid import medoid
-
-I16_NODATA = -32768
 
 
 def reference_medoid(data, valid, nodata):
@@ -160,17 +158,6 @@ def test_bad_input(kwargs, error, match):
         medoid(args["data"], args["valid"], args["nodata"])
 
 
-def realistic_stack(seed=0, t=12, nb=3, ny=40, nx=700):
-    rng = np.random.default_rng(seed)
-    base = rng.integers(200, 4000, (1, nb, ny, nx))
-    data = (base + rng.normal(0, 60, (t, nb, ny, nx))).astype(np.int16)
-    data[rng.random((t, nb, ny, nx)) < 0.02] = I16_NODATA
-    data[rng.random((t, 1, ny, nx)).repeat(nb, axis=1) < 0.1] += 3000  # haze
-    valid = rng.random((t, ny, nx)) < 0.6
-    valid[:, :3, :5] = False
-    return data, valid
-
-
 def test_realistic_stack_equals_the_reference():
     # wider than one 512-pixel block of the kernel
     data, valid = realistic_stack(nx=600, ny=2)
@@ -181,21 +168,14 @@ def test_realistic_stack_equals_the_reference():
 
 
 def test_same_result_with_one_or_two_threads():
-    data, valid = realistic_stack()
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = medoid(data, valid, I16_NODATA)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = medoid(data, valid, I16_NODATA)
-    finally:
-        numba.set_num_threads(before)
+    data, valid = realistic_stack(nx=700)
+    one, two = with_one_and_two_threads(medoid, data, valid, I16_NODATA)
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
 
 
 @functools.cache
 def full_result():
-    data, valid = realistic_stack(seed=1)
+    data, valid = realistic_stack(seed=1, nx=700)
     return data, valid, medoid(data, valid, I16_NODATA)
 
 
