@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -69,6 +70,35 @@ def write_bytes(url: str, payload: bytes) -> None:
         return
     with fsspec.open(url, "wb") as handle:
         handle.write(payload)
+
+
+def create_exclusive(url: str, payload: bytes) -> bool:
+    """Write a small file only if nothing is at ``url``; ``False`` if something already is.
+
+    Atomic where the storage offers it: ``O_EXCL`` on a local disk, a conditional put
+    (``If-None-Match: *``) on S3 and S3-compatible stores. Elsewhere it is check-then-write.
+    """
+    if not is_remote(url):
+        target = local_path(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        return True
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.protocol and "s3" in fs.protocol:
+        try:
+            fs.pipe_file(path, payload, mode="create")
+        except FileExistsError:
+            return False
+        return True
+    if fs.exists(path):
+        return False
+    fs.pipe_file(path, payload)
+    return True
 
 
 def join(base: str, *parts: str) -> str:

@@ -6,9 +6,9 @@
   with a sha256 of the values it wrote. A unit killed halfway has no record and is redone whole;
   every unit writes exactly its own region, so redoing it is harmless.
 - ``failed/<unit key>.json``: the reason a unit failed (removed when it later succeeds).
-- ``lock.json``: the run writing the store (host, process id, start time). A second run is
-  refused while that process lives; the lock of a process that no longer exists on this host
-  (``kill -9``) is taken over.
+- ``lock.json``: the run writing the store (host, process id, start time), created exclusively
+  (``O_EXCL`` on disk, a conditional put on S3). A second run is refused while that process
+  lives; the lock of a process that no longer exists on this host (``kill -9``) is taken over.
 
 One object per record, never a shared file, so units finishing at the same time (or on other
 machines) never contend. zarr and xarray ignore the folder: it holds no ``zarr.json``.
@@ -105,21 +105,40 @@ class Manifest:
     # -- lock ----------------------------------------------------------------------------------
 
     def acquire(self) -> dict[str, Any]:
-        """Take the store's lock, or raise :class:`StoreLockedError` naming its holder."""
-        self.ensure_unlocked()
+        """Take the store's lock, or raise :class:`StoreLockedError` naming its holder.
+
+        The lock is created exclusively (``O_EXCL`` locally, a conditional put on S3), so of two
+        runs starting together exactly one gets it. A dead holder's lock on this host is removed
+        and the creation tried once more; a run taking it over at the same moment loses then.
+        """
         mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
-        self._write(self._url("lock.json"), mine)
-        return mine
+        url = self._url("lock.json")
+        payload = json.dumps(mine, sort_keys=True, indent=1).encode()
+        for _ in range(2):
+            if location.create_exclusive(url, payload):
+                return mine
+            holder = self._read(url)
+            if holder is not None:
+                self._refuse_if_alive(holder)
+                if self._read(url) == holder:
+                    location.remove(url)
+        raise StoreLockedError(
+            f"{self.store_url}: another run took the lock at the same moment; rerun with --resume."
+        )
 
     def ensure_unlocked(self) -> None:
         """Raise :class:`StoreLockedError` while a live run holds the store's lock."""
-        url = self._url("lock.json")
-        holder = self._read(url)
-        if holder is not None and _alive(holder):
+        holder = self._read(self._url("lock.json"))
+        if holder is not None:
+            self._refuse_if_alive(holder)
+
+    def _refuse_if_alive(self, holder: Mapping[str, Any]) -> None:
+        if _alive(holder):
             raise StoreLockedError(
                 f"{self.store_url} is being written by another run (process {holder['pid']} on "
                 f"{holder['host']}, since {holder['started']}); wait for it to finish. If that "
-                f"run is gone on another machine, delete {url} and rerun with --resume."
+                f"run is gone on another machine, delete {self._url('lock.json')} and rerun "
+                "with --resume."
             )
 
     def release(self, mine: Mapping[str, Any]) -> None:
