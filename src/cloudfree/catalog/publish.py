@@ -759,8 +759,15 @@ def same_content(sent: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 def _restorable(current: Mapping[str, Any]) -> dict[str, Any]:
-    """The API's copy of an object without the links it adds, to PUT it back."""
+    """The API's copy of an object without the links it adds, to PUT it back.
+
+    pgSTAC leaves out ``"datetime": null`` when it serves an item with a range, but refuses an
+    item without it, so it is put back.
+    """
     data = dict(current)
+    properties = data.get("properties")
+    if data.get("type") == "Feature" and isinstance(properties, dict):
+        data["properties"] = {"datetime": None, **properties}
     data["links"] = [
         link
         for link in current.get("links", [])
