@@ -23,15 +23,13 @@ from pystac_client import Client
 from tests.servers import free_port
 
 import cloudfree
-from cloudfree.catalog.publish import (
-    ApiAuth,
+from cloudfree.catalog.publish import Outcome, publish
+from cloudfree.catalog.stac_api import ApiAuth, StacApiClient
+from cloudfree.catalog.staging import (
     HrefPolicy,
     InvalidCatalogError,
-    Outcome,
-    StacApiClient,
     ViewerLinks,
     prepare,
-    publish,
     read_catalog,
     resolve_href,
 )
@@ -570,3 +568,38 @@ def test_viewer_template_with_a_secret_is_refused(mosaic):
         edit_json(item_path(mosaic, "2021-10-01"), lambda d: d.update(bbox="x"))
         prepare(read_catalog(str(mosaic / "m.stac")), hrefs=HrefPolicy("https://d.example"))
     assert Outcome.UNCHANGED == "unchanged"
+
+
+def test_catalog_read_from_an_object_store_url(mosaic_root, api, tmp_path):
+    """A catalog uploaded to a store keeps relative hrefs, which resolve to the store's URLs."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.put(str(mosaic_root / "m.stac"), "/publish-test/m.stac", recursive=True)
+    try:
+        result = invoke("publish", "memory://publish-test/m.stac", "--api", api.url)
+        assert result.exit_code == 0, result.output
+        served = requests.get(f"{api.url}/collections/m/items/m-2022-04-01", timeout=30).json()
+        assert served["assets"]["zarr"]["href"] == "memory://publish-test/m.zarr"
+        assert served["assets"]["thumbnail"]["href"] == (
+            "memory://publish-test/m.stac/m-2022-04-01/thumbnail.png"
+        )
+        mapped = invoke(
+            "publish",
+            "memory://publish-test/m.stac/collection.json",
+            "--api",
+            api.url,
+            "--href-base",
+            "https://cdn.example.com/mosaics",
+            "--report",
+            str(tmp_path / "remote-report.json"),
+        )
+        assert mapped.exit_code == 0, mapped.output
+        report = json.loads((tmp_path / "remote-report.json").read_text())
+        assert report["counts"] == {"unchanged": 1, "updated": 3}
+        served = requests.get(f"{api.url}/collections/m/items/m-2022-04-01", timeout=30).json()
+        assert (
+            served["assets"]["cog"]["href"] == "https://cdn.example.com/mosaics/cogs/2022-04-01.tif"
+        )
+    finally:
+        fs.rm("/publish-test", recursive=True)

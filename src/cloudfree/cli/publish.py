@@ -12,12 +12,12 @@ from cloudfree.config import STAC_API_TOKEN_VARIABLE, publish_settings, secret_f
 from cloudfree.errors import InvalidInputError, PublishError
 
 if TYPE_CHECKING:
-    from cloudfree.catalog.publish import ApiAuth
+    from cloudfree.catalog.stac_api import ApiAuth
 
 
 def _auth(header: str | None, variable: str | None) -> ApiAuth | None:
     """The auth header from the environment; an error when one was asked for and is missing."""
-    from cloudfree.catalog.publish import ApiAuth
+    from cloudfree.catalog.stac_api import ApiAuth
 
     name = variable or STAC_API_TOKEN_VARIABLE
     token = secret_from_environment(name)
@@ -123,14 +123,9 @@ def publish(
     `cloudfree mosaic` writes), local or at an object-store URL, or one item JSON with
     --collection. A rerun changes nothing; every object is validated before any request.
     """
-    from cloudfree.catalog.publish import (
-        HrefPolicy,
-        StacApiClient,
-        ViewerLinks,
-        prepare,
-        read_catalog,
-    )
     from cloudfree.catalog.publish import publish as publish_items
+    from cloudfree.catalog.stac_api import StacApiClient
+    from cloudfree.catalog.staging import HrefPolicy, ViewerLinks, prepare, read_catalog
     from cloudfree.cli.main import _handle_errors, _progress
 
     @_handle_errors
