@@ -51,12 +51,12 @@ __all__ = ["Outcome", "PublishReport", "publish", "publish_catalog", "same_conte
 
 log = logging.getLogger(__name__)
 
+#: Conformance classes of the transactions extension (any version), for items and collections.
 ITEM_TRANSACTIONS = "/ogcapi-features/extensions/transaction"
 COLLECTION_TRANSACTIONS = "/collections/extensions/transaction"
 _OGC_ITEM_TRANSACTIONS = (
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"
 )
-#: Answers after which a request may be repeated (when repeating it is safe).
 
 
 class Outcome(StrEnum):

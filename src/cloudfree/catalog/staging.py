@@ -52,7 +52,6 @@ API_LINK_RELS = frozenset(
         "http://www.opengis.net/def/rel/ogc/1.0/queryables",
     }
 )
-#: Conformance classes of the transactions extension, for items and for collections.
 
 
 @dataclass(frozen=True)
