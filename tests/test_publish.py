@@ -218,11 +218,15 @@ def test_one_changed_item_is_one_update(mosaic, api):
     with proxy_api(api.url) as proxy:
         result = publish_mosaic(mosaic, proxy.url)
         assert result.exit_code == 0, result.output
-        writes = [(r.method, r.path) for r in proxy.log if r.method != "GET"]
+        writes = [
+            (r.method, r.path) for r in proxy.log if r.method != "GET" and r.path != "/search"
+        ]
+        searches = [r for r in proxy.log if r.path == "/search"]
     report = json.loads((mosaic / "report.json").read_text())
     assert report["counts"] == {"unchanged": 3, "updated": 1}
     assert report["items"]["m-2022-01-01"] == "updated"
     assert writes == [("PUT", "/collections/m/items/m-2022-01-01")]
+    assert len(searches) == 1  # the three published items were read in one search
     served = requests.get(f"{api.url}/collections/m/items/m-2022-01-01", timeout=30).json()
     assert served["assets"]["thumbnail"]["title"] == "Quick-look, retouched"
 
@@ -319,6 +323,7 @@ def test_auth_header_is_sent_and_never_leaked(mosaic, api, caplog):
         )
         assert failed.exit_code == 6
         assert "Authorization: [redacted]" in failed.stderr
+    assert "GET /conformance" in caplog.text  # the requests were logged, at debug level
     token_part = SECRET.split("-")[-1]
     for text in (
         result.output,
@@ -356,11 +361,11 @@ def test_transient_failures_are_retried_where_safe(mosaic, api):
     with proxy_api(api.url) as proxy:
         client = StacApiClient(proxy.url, settings=FAST)
         proxy.fail_next("GET", status=503, retry_after=0, prefix="/conformance")
-        proxy.fail_next("GET", status=429, retry_after=0, prefix="/collections/m/items/")
+        proxy.fail_next("POST", status=429, retry_after=0, prefix="/search")  # a read: retried
         # the API creates the collection, but the answer is lost: publish must look, not repeat
         proxy.drop_after_forwarding("POST", prefix="/collections")
         report = publish(prepared, client)
-        posts = [r for r in proxy.log if r.method == "POST"]
+        posts = [r for r in proxy.log if r.method == "POST" and r.path != "/search"]
         statuses = [(r.method, r.path, r.status) for r in proxy.log]
     assert report.counts() == {"created": 4}
     assert ("GET", "/conformance", 503) in statuses and ("GET", "/conformance", 200) in statuses
@@ -379,7 +384,7 @@ def test_validation_error_of_the_api_is_not_retried(mosaic, api):
         proxy.fail_next("POST", status=400, prefix="/collections/m/items")
         with pytest.raises(PublishError) as caught:
             publish(prepared, StacApiClient(proxy.url, settings=FAST))
-        posts = [r for r in proxy.log if r.method == "POST"]
+        posts = [r for r in proxy.log if r.method == "POST" and r.path != "/search"]
     assert len(posts) == 2  # the collection, then the first item once
     message = str(caught.value)
     assert "creating item 'm-2021-10-01'" in message and "answered 400" in message
@@ -603,3 +608,41 @@ def test_catalog_read_from_an_object_store_url(mosaic_root, api, tmp_path):
         )
     finally:
         fs.rm("/publish-test", recursive=True)
+
+
+def test_api_without_item_search_is_read_item_by_item(mosaic, api):
+    assert publish_mosaic(mosaic, api.url).exit_code == 0
+    edit_json(item_path(mosaic, "2022-04-01"), lambda d: d["assets"]["zarr"].update(title="z"))
+    with proxy_api(api.url) as proxy:
+        proxy.hide_conformance("item-search")
+        result = publish_mosaic(mosaic, proxy.url)
+        assert result.exit_code == 0, result.output
+        requests_seen = [(r.method, r.path) for r in proxy.log]
+    assert ("POST", "/search") not in requests_seen
+    item_reads = [p for m, p in requests_seen if m == "GET" and "/items/" in p]
+    assert len(item_reads) == 3
+    report = json.loads((mosaic / "report.json").read_text())
+    assert report["counts"] == {"unchanged": 3, "updated": 1}
+
+
+@pytest.mark.parametrize(
+    ("href", "found"),
+    [
+        ("https://h.example/a.tif", None),
+        ("https://h.example/a.tif?rescale=0,3000&assets=cog", None),
+        ("https://user:pw@h.example/a.tif", "user information in the host part"),
+        ("https://acc.blob.core.windows.net/c/a.tif?sv=2021&sig=abc", "query parameter 'sig'"),
+        (
+            "https://b.s3.amazonaws.com/a.tif?X-Amz-Signature=abc",
+            "query parameter 'X-Amz-Signature'",
+        ),
+        (
+            "https://tiles.example/{z}/{x}/{y}.png?access_token=pk.1",
+            "query parameter 'access_token'",
+        ),
+    ],
+)
+def test_href_secret_names_the_part_never_the_value(href, found):
+    from cloudfree.access import href_secret
+
+    assert href_secret(href) == found

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 #: Conformance classes of the transactions extension (any version), for items and collections.
 ITEM_TRANSACTIONS = "/ogcapi-features/extensions/transaction"
 COLLECTION_TRANSACTIONS = "/collections/extensions/transaction"
+#: Item search, used to read the published items 100 at a time before comparing them.
+ITEM_SEARCH = "/item-search"
+SEARCH_BATCH = 100
 _OGC_ITEM_TRANSACTIONS = (
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"
 )
@@ -168,6 +171,7 @@ class _Publisher:
         self.client = client
         self.report = report
         self.done: list[_Action] = []
+        self.can_search = False
 
     def check_conformance(self, need_collections: bool) -> None:
         data = self.client.get_json("/conformance", "the conformance classes")
@@ -177,6 +181,7 @@ class _Publisher:
                 "(give the API's root URL to --api)"
             )
         classes = [str(c) for c in data.get("conformsTo", [])]
+        self.can_search = any(c.endswith(ITEM_SEARCH) for c in classes)
         items_ok = any(
             c.endswith(ITEM_TRANSACTIONS) or c == _OGC_ITEM_TRANSACTIONS for c in classes
         )
@@ -194,9 +199,45 @@ class _Publisher:
                 "(stac-fastapi: ENABLE_TRANSACTIONS_EXTENSIONS=TRUE). Nothing was sent"
             )
 
-    def upsert(self, key: str, body: dict[str, Any], parent: str, path: str, what: str) -> Outcome:
-        """Create ``body`` at ``path`` (POST to ``parent``) or replace it (PUT) unless identical."""
-        current = self.client.get_json(path, what)
+    def fetch_items(self, collection_id: str, ids: list[str]) -> dict[str, dict[str, Any]] | None:
+        """The API's copies of the items, by id, read with item search (100 per request).
+
+        ``None`` when the API has no item search: then each item is read on its own.
+        """
+        if not self.can_search or not ids:
+            return None
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), SEARCH_BATCH):
+            chunk = ids[start : start + SEARCH_BATCH]
+            query = {"collections": [collection_id], "ids": chunk, "limit": len(chunk)}
+            response = self.client.send("POST", "/search", query, read_only=True)
+            if response.status_code != 200:
+                raise PublishError(self.client.failure(response, "searching the published items"))
+            try:
+                features = response.json().get("features", [])
+            except (ValueError, AttributeError):
+                raise PublishError(
+                    "searching the published items: the API did not answer JSON"
+                ) from None
+            for feature in features:
+                if isinstance(feature, dict) and feature.get("collection") == collection_id:
+                    found[str(feature.get("id"))] = feature
+        return found
+
+    def upsert(
+        self,
+        key: str,
+        body: dict[str, Any],
+        parent: str,
+        path: str,
+        what: str,
+        known: Mapping[str, dict[str, Any]] | None = None,
+    ) -> Outcome:
+        """Create ``body`` at ``path`` (POST to ``parent``) or replace it (PUT) unless identical.
+
+        ``known``: the API's copies already read (by id); otherwise the object is read here.
+        """
+        current = known.get(key) if known is not None else self.client.get_json(path, what)
         if current is not None:
             return self._replace(key, body, path, what, current)
         settings = self.client.settings
@@ -305,11 +346,12 @@ def publish(
                 f"{redact_href(client.url)}; publish its collection.json first, or give the "
                 "id of an existing collection with --collection. Nothing was sent"
             )
+        known = worker.fetch_items(cid, list(report.items))
         for done, item in enumerate(prepared.items, start=1):
             current_id = str(item["id"])
             path = f"{collection_path}/items/{quote(current_id, safe='')}"
             report.items[current_id] = worker.upsert(
-                current_id, item, f"{collection_path}/items", path, f"item {current_id!r}"
+                current_id, item, f"{collection_path}/items", path, f"item {current_id!r}", known
             )
             log.info("item %s: %s", current_id, report.items[current_id])
             if progress is not None:

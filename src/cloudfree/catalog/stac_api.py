@@ -100,9 +100,16 @@ class StacApiClient:
         return clean
 
     def send(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        read_only: bool = False,
     ) -> requests.Response:
         """Send one request; repeat it when that is safe and worth it (see the class).
+
+        ``read_only`` marks a POST that changes nothing (a search), so it is repeated like a GET.
 
         Raises
         ------
@@ -111,7 +118,8 @@ class StacApiClient:
 
         """
         url = self.url + path
-        attempts = 1 + (self.settings.retries if method in _IDEMPOTENT else 0)
+        safe = method in _IDEMPOTENT or read_only
+        attempts = 1 + (self.settings.retries if safe else 0)
         for attempt in range(attempts):
             try:
                 response = self._session.request(

@@ -8,6 +8,8 @@ Tests put it in front of the ``stac_api`` server to check what a client sends an
   status (``503``, ``429``...) with an optional ``Retry-After``, without reaching the API.
 - :meth:`ApiProxy.drop_after_forwarding`: the next *N* matching requests reach the API, then the
   connection is closed without an answer, as when a gateway times out after the write happened.
+- :meth:`ApiProxy.hide_conformance`: leave conformance classes out of ``/conformance``, to
+  play an API without some extension.
 - :attr:`ApiProxy.log`: method, path, status and whether the header was right, for every
   request. The header's value is never recorded.
 
@@ -29,6 +31,8 @@ from urllib.parse import urlsplit
 __all__ = ["ApiProxy", "ProxyRecord", "proxy_api"]
 
 _HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "transfer-encoding"})
+# answers come back uncompressed, so the proxy can edit them (see ``hide_conformance``)
+_NOT_FORWARDED = _HOP_HEADERS | {"accept-encoding"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,11 @@ class ApiProxy:
         with self._server.lock:
             self._server.faults.append(fault)
 
+    def hide_conformance(self, *parts: str) -> None:
+        """Leave out of ``/conformance`` every class containing one of ``parts``."""
+        with self._server.lock:
+            self._server.hidden_conformance.extend(parts)
+
     def drop_after_forwarding(self, method: str, *, count: int = 1, prefix: str = "/") -> None:
         """Forward the next ``count`` matching requests, then close without answering."""
         with self._server.lock:
@@ -108,6 +117,7 @@ class _ProxyServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.records: list[ProxyRecord] = []
         self.faults: list[_Fault] = []
+        self.hidden_conformance: list[str] = []
 
     def take_fault(self, method: str, path: str) -> _Fault | None:
         with self.lock:
@@ -166,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps({"code": "Injected", "description": description}).encode()
             self._answer(fault.status, body, extra)
             return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
         connection = http.client.HTTPConnection(
             self.server.upstream_host, self.server.upstream_port, timeout=60
         )
@@ -182,6 +192,13 @@ class _Handler(BaseHTTPRequestHandler):
             }
         finally:
             connection.close()
+        hidden = self.server.hidden_conformance
+        if path == "/conformance" and status == 200 and hidden:
+            data = json.loads(payload)
+            data["conformsTo"] = [
+                c for c in data.get("conformsTo", []) if not any(h in c for h in hidden)
+            ]
+            payload = json.dumps(data).encode()
         if fault is not None:  # drop: the API did the work, the client never hears of it
             self.server.record(ProxyRecord(self.command, path, 0, True))
             self.close_connection = True
