@@ -257,10 +257,9 @@ class _Publisher:
                 if current is None:
                     raise PublishError(self.client.failure(response, f"creating {what}"))
                 return self._replace(key, body, path, what, current)
-            if response is not None and response.status_code not in RETRY_STATUSES:
-                raise PublishError(self.client.failure(response, f"creating {what}"))
-            if attempt >= settings.retries:
-                assert response is not None
+            if response is not None and (
+                response.status_code not in RETRY_STATUSES or attempt >= settings.retries
+            ):
                 raise PublishError(self.client.failure(response, f"creating {what}"))
             # unclear: the POST may or may not have been applied. Look before repeating it.
             retry_after = response.headers.get("Retry-After") if response is not None else None
