@@ -202,6 +202,45 @@ def redact_message(text: str) -> str:
     return _QUERY_IN_URL.sub(r"\1", text)
 
 
+#: Query parameters that carry a credential or a signature (S3 presigned URLs, Azure SAS, GCS
+#: signed URLs, API keys and tokens), compared in lower case.
+SECRET_QUERY_PARAMETERS = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "googleaccessid",
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "secret",
+    }
+)
+
+
+def href_secret(href: str) -> str | None:
+    """Say what credential or signature ``href`` carries, or ``None`` when it carries none.
+
+    Looks at user info (``user:password@host``) and at query parameters named in
+    :data:`SECRET_QUERY_PARAMETERS`. The answer names the part, never its value.
+    """
+    parts = urlsplit(href)
+    if "@" in parts.netloc:
+        return "user information in the host part"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in SECRET_QUERY_PARAMETERS:
+            return f"query parameter {name!r}"
+    return None
+
+
 # --- URL signing ---------------------------------------------------------------------------
 
 

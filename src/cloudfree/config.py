@@ -73,3 +73,41 @@ def default_threads(environ: Mapping[str, str] | None = None) -> int:
     if value:
         return max(int(value), 1)
     return max(os.cpu_count() or 1, 1)
+
+
+#: The environment variable holding the STAC API token for ``cloudfree publish`` (``--auth-env``).
+STAC_API_TOKEN_VARIABLE = "CLOUDFREE_STAC_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """How ``cloudfree publish`` talks to a STAC API."""
+
+    retries: int = 4
+    """Further attempts of a request that failed in a way worth retrying (connection error,
+    429, 502, 503, 504); ``CLOUDFREE_PUBLISH_RETRIES``."""
+    backoff: float = 0.5
+    """Seconds before the first retry, doubled at each further one, unless the API sends
+    ``Retry-After``."""
+    max_wait: float = 30.0
+    """Longest wait between two attempts, whatever ``Retry-After`` says."""
+    timeout: float = 60.0
+    """Seconds to wait for a response (``CLOUDFREE_PUBLISH_TIMEOUT``)."""
+
+
+def publish_settings(environ: Mapping[str, str] | None = None) -> PublishSettings:
+    """Publish settings; ``CLOUDFREE_PUBLISH_RETRIES``/``_TIMEOUT`` override the defaults."""
+    env = os.environ if environ is None else environ
+    retries = int(env.get("CLOUDFREE_PUBLISH_RETRIES", "4"))
+    timeout = float(env.get("CLOUDFREE_PUBLISH_TIMEOUT", "60"))
+    return PublishSettings(retries=max(retries, 0), timeout=max(timeout, 1.0))
+
+
+def secret_from_environment(variable: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of ``variable`` (a token or password), or ``None`` when it is unset or empty.
+
+    The caller must never log, print or put the value into a message.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(variable, "").strip()
+    return value or None

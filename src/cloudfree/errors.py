@@ -39,6 +39,18 @@ class RunFailedError(CloudfreeError):
     """One or more work units failed; nothing was reported as a success."""
 
 
+class PublishError(CloudfreeError):
+    """Publishing to a STAC API failed: unreachable, refused, or an object was rejected.
+
+    ``report`` (a :class:`cloudfree.catalog.publish.PublishReport`, when publishing had begun)
+    says which objects were published and which were not.
+    """
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class CloudfreeWarning(UserWarning):
     """Base class of warnings users can filter."""
 

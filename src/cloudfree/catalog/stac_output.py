@@ -195,12 +195,15 @@ def build_collection(
 def save_collection(collection: pystac.Collection, root_url: str) -> str:
     """Write the collection and its items under ``root_url``; returns the collection's href.
 
-    Layout: ``root/collection.json`` and ``root/<item id>/<item id>.json``; asset hrefs become
-    relative where they share a filesystem with the catalog.
+    Layout: ``root/collection.json`` and ``root/<item id>/<item id>.json``, a self-contained
+    catalog: links and asset hrefs are relative where they share a filesystem with the catalog.
     """
     root = (
         root_url if location.is_remote(root_url) else str(location.local_path(root_url).resolve())
     )
+    # Relative links (no self links): the folder can be moved, uploaded or served anywhere,
+    # and `cloudfree publish` reads it from wherever it is.
+    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     # The trailing slash tells pystac the root is a folder even when its name has a dot.
     collection.normalize_hrefs(root.rstrip("/") + "/")
     collection.make_all_asset_hrefs_relative()
@@ -209,6 +212,8 @@ def save_collection(collection: pystac.Collection, root_url: str) -> str:
         href = obj.get_self_href()
         if href is None:  # pragma: no cover - normalize_hrefs sets every self href
             raise RuntimeError(f"STAC object {obj.id} has no self href after normalising")
-        payload = json.dumps(obj.to_dict(transform_hrefs=True), indent=2).encode()
+        payload = json.dumps(
+            obj.to_dict(include_self_link=False, transform_hrefs=True), indent=2
+        ).encode()
         location.write_bytes(href, payload)
     return str(collection.get_self_href())

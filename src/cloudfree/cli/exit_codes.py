@@ -7,6 +7,7 @@ from cloudfree.errors import (
     InvalidInputError,
     NoScenesFoundError,
     OutputExistsError,
+    PublishError,
     ReadError,
     RunFailedError,
     SourceError,
@@ -22,6 +23,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (SourceError, 4, "source error"),
     (ReadError, 5, "read failed"),
     (RunFailedError, 5, "run failed"),
+    (PublishError, 6, "publish failed"),
     (CloudfreeError, 1, "error"),
 )
 

@@ -347,5 +347,9 @@ def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
     click.echo(report)
 
 
+from cloudfree.cli.publish import publish  # noqa: E402 - registered after the group exists
+
+cli.add_command(publish)
+
 if __name__ == "__main__":  # pragma: no cover
     cli()
