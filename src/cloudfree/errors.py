@@ -39,6 +39,10 @@ class RunFailedError(CloudfreeError):
     """One or more work units failed; nothing was reported as a success."""
 
 
+class GeoZarrInvalidError(CloudfreeError):
+    """A store does not follow the GeoZarr conventions; the message lists every reason."""
+
+
 class CloudfreeWarning(UserWarning):
     """Base class of warnings users can filter."""
 

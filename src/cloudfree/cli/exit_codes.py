@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudfree.errors import (
     CloudfreeError,
+    GeoZarrInvalidError,
     InvalidInputError,
     NoScenesFoundError,
     OutputExistsError,
@@ -22,6 +23,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (SourceError, 4, "source error"),
     (ReadError, 5, "read failed"),
     (RunFailedError, 5, "run failed"),
+    (GeoZarrInvalidError, 6, "invalid GeoZarr"),
     (CloudfreeError, 1, "error"),
 )
 

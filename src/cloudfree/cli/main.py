@@ -347,5 +347,10 @@ def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
     click.echo(report)
 
 
+from cloudfree.cli.convert import convert, validate  # noqa: E402
+
+cli.add_command(convert)
+cli.add_command(validate)
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

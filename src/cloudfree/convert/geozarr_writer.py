@@ -159,7 +159,8 @@ def write_group(
                 src_array = open_zarr_array(src, f"{prefixes[level.name]}/{band}")
                 _copy(src_array, array, 1, reducer, band_info.nodata)
             else:
-                finer = held[band][-1]
+                # from the level the layout names, as its transform says; else the nearest finer
+                finer = level.derived_from if level.derived_from in held[band] else held[band][-1]
                 factor = round(abs(level.geobox.affine.a) / sizes[finer])
                 _copy(target[f"{finer}/{band}"], array, factor, reducer, band_info.nodata)
             held.setdefault(band, []).append(level.name)

@@ -106,11 +106,13 @@ def convert(
     source = resolve_source(item)
     out = location.absolute(out)
     catalog = location.absolute(catalog_dir or catalog_dir_for(out))
-    location.check_writable(out, overwrite=overwrite, what="GeoZarr store")
+    location.check_writable(
+        out, overwrite=overwrite, what="GeoZarr store", storage_options=storage_options
+    )
     location.check_writable(catalog, overwrite=overwrite, what="STAC catalog")
     src = _open_product(source, source_options)
     if overwrite:
-        location.remove(out)
+        location.remove(out, storage_options)
         location.remove(catalog)
     store = _output_store(out, storage_options)
     root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=_root_attributes(source))

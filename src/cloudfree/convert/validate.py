@@ -170,8 +170,8 @@ def _check_proj(node: _Node) -> Iterator[Finding]:
         yield Finding(
             where,
             PROJ,
-            f"multiple CRS fields ({', '.join(present)}): exactly one of proj:code, "
-            "proj:wkt2, proj:projjson is allowed (oneOf)",
+            f"multiple CRS fields (oneOf requires exactly one): {' and '.join(present)} "
+            "are both given; keep one of proj:code, proj:wkt2, proj:projjson",
         )
         return
     if not present:
