@@ -19,8 +19,7 @@ from PIL import Image
 
 from cloudfree.catalog.validation import validate_stac
 from cloudfree.cli.main import cli
-from cloudfree.convert import convert
-from cloudfree.convert import geozarr_writer
+from cloudfree.convert import convert, geozarr_writer
 from cloudfree.convert.pyramid import plan_levels
 from cloudfree.convert.stac_item import MULTISCALES_MEDIA_TYPE
 from cloudfree.convert.validate import validate_geozarr
@@ -134,14 +133,17 @@ def test_derived_levels_match_numpy_reference(product, converted):
 
 def test_multiscales_layout_describes_the_levels(product, converted):
     src = _source(product)
-    result, out = converted
+    _, out = converted
     dst = zarr.open_group(str(out), mode="r")
     attrs = dst[REFLECTANCE].attrs.asdict()
     layout = attrs["multiscales"]["layout"]
     assert [e["asset"] for e in layout] == ["r10m", "r20m", "r60m", "r120m"]
     assert [e.get("derived_from") for e in layout] == [None, "r10m", "r10m", "r60m"]
     assert [e.get("transform", {}).get("scale") for e in layout] == [
-        None, [2.0, 2.0], [6.0, 6.0], [2.0, 2.0]
+        None,
+        [2.0, 2.0],
+        [6.0, 6.0],
+        [2.0, 2.0],
     ]
     assert attrs["multiscales"]["resampling_method"] == "average"
     assert dst[SCL].attrs["multiscales"]["resampling_method"] == "mode"
@@ -154,8 +156,12 @@ def test_multiscales_layout_describes_the_levels(product, converted):
         np.testing.assert_allclose(x, c + a * (np.arange(x.size) + 0.5))
         np.testing.assert_allclose(y, f + e * (np.arange(y.size) + 0.5))
     for level in ("r10m", "r20m", "r60m"):  # the product's own pixel centres
-        np.testing.assert_allclose(dst[f"{REFLECTANCE}/{level}/x"][:], src[f"{REFLECTANCE}/{level}/x"][:])
-        np.testing.assert_allclose(dst[f"{REFLECTANCE}/{level}/y"][:], src[f"{REFLECTANCE}/{level}/y"][:])
+        np.testing.assert_allclose(
+            dst[f"{REFLECTANCE}/{level}/x"][:], src[f"{REFLECTANCE}/{level}/x"][:]
+        )
+        np.testing.assert_allclose(
+            dst[f"{REFLECTANCE}/{level}/y"][:], src[f"{REFLECTANCE}/{level}/y"][:]
+        )
     b04 = dst[f"{REFLECTANCE}/r10m/b04"]
     assert b04.chunks == (CHUNK, CHUNK) and b04.shards == (SHARD, SHARD)
 
@@ -243,7 +249,7 @@ def test_direct_zarr_url_is_refused(product, tmp_path):
         f"{written.path}/measurements/reflectance/r10m/b04",
         "https://objects.eodc.eu/e05ab01a9d56408d82ac32d69a5aae2a:202511-s02msil2a/P.zarr",
     ):
-        with pytest.raises(InvalidInputError, match="not a STAC item.*item's assets"):
+        with pytest.raises(InvalidInputError, match=r"not a STAC item.*item's assets"):
             convert(ref, str(tmp_path / "x.zarr"))
     assert not (tmp_path / "x.zarr").exists()
     runner = CliRunner()
@@ -292,7 +298,9 @@ def test_convert_to_s3(product, small_blocks, s3_server, tmp_path, converted):
     remote = xr.open_zarr(url, group=f"{REFLECTANCE}/r20m", storage_options=options)
     local = xr.open_zarr(str(converted[1]), group=f"{REFLECTANCE}/r20m")
     xr.testing.assert_identical(remote.load(), local.load())
-    item = pystac.Item.from_file(str(tmp_path / "catalog" / result.item.id / f"{result.item.id}.json"))
+    item = pystac.Item.from_file(
+        str(tmp_path / "catalog" / result.item.id / f"{result.item.id}.json")
+    )
     assert item.assets["reflectance"].href == f"{url}/{REFLECTANCE}"
     with pytest.raises(OutputExistsError):
         convert(str(item_file), url, storage_options=options, catalog_dir=str(tmp_path / "c2"))
@@ -322,17 +330,23 @@ def test_structure_matches_the_real_converted_hierarchy(realdata, converted):
     assert set(real_refl["attributes"]) <= set(ours.attrs)
     real_names = {c["name"] for c in real_refl["attributes"]["zarr_conventions"]}
     assert {c["name"] for c in ours.attrs["zarr_conventions"]} == real_names
-    real_item_keys = set().union(*(e.keys() for e in real_refl["attributes"]["multiscales"]["layout"]))
+    real_item_keys = set().union(
+        *(e.keys() for e in real_refl["attributes"]["multiscales"]["layout"])
+    )
     our_item_keys = set().union(*(e.keys() for e in ours.attrs["multiscales"]["layout"]))
     assert real_item_keys <= our_item_keys
     # a level group, its spatial_ref and a band (the real converter's legacy proj:* array
     # attributes aside: the level group carries the grid once)
     real_level = real_refl["members"]["r20m"]
     assert set(real_level["attributes"]) <= set(ours["r20m"].attrs)
-    assert set(real_level["members"]["spatial_ref"]["attributes"]) <= set(ours["r20m/spatial_ref"].attrs)
+    assert set(real_level["members"]["spatial_ref"]["attributes"]) <= set(
+        ours["r20m/spatial_ref"].attrs
+    )
     real_band = {k for k in real_level["members"]["b05"]["attributes"] if not k.startswith("proj:")}
     assert real_band <= set(ours["r20m/b04"].attrs)
-    assert real_level["members"]["b05"]["dimension_names"] == list(ours["r20m/b04"].metadata.dimension_names)
+    assert real_level["members"]["b05"]["dimension_names"] == list(
+        ours["r20m/b04"].metadata.dimension_names
+    )
     # the same levels for a real product's shapes
     layout = real_refl["attributes"]["multiscales"]["layout"]
     from affine import Affine
@@ -346,4 +360,38 @@ def test_structure_matches_the_real_converted_hierarchy(realdata, converted):
     assert [lv.name for lv in planned] == [e["asset"] for e in layout]
     assert [lv.derived_from for lv in planned] == [e.get("derived_from") for e in layout]
     for lv, entry in zip(planned, layout, strict=True):
-        assert abs(lv.geobox.shape.y - entry["spatial:shape"][0]) <= 1  # 153 vs 152: ceil, not floor
+        assert (
+            abs(lv.geobox.shape.y - entry["spatial:shape"][0]) <= 1
+        )  # 153 vs 152: ceil, not floor
+
+
+def test_sentinel1_grd_radar_geometry_is_refused(tmp_path):
+    from cloudfree.testing.eopf_s1 import write_s1_grd_product
+
+    item = write_s1_grd_product(tmp_path / "S1A_IW_GRDH_radar.zarr", map_grid=False)
+    item_file = tmp_path / "s1.json"
+    item_file.write_text(json.dumps(item.to_dict(transform_hrefs=False)))
+    with pytest.raises(InvalidInputError, match=r"radar geometry.*terrain-correct"):
+        convert(str(item_file), str(tmp_path / "s1.zarr"))
+    assert not (tmp_path / "s1.zarr").exists()
+
+
+def test_sentinel1_grd_on_a_map_grid_converts(tmp_path):
+    from cloudfree.testing.eopf_s1 import write_s1_grd_product
+
+    product = tmp_path / "S1A_IW_GRDH_utm.zarr"
+    item = write_s1_grd_product(product, map_grid=True)
+    item_file = tmp_path / "s1.json"
+    item_file.write_text(json.dumps(item.to_dict(transform_hrefs=False)))
+    out = tmp_path / "s1.zarr"
+    result = convert(str(item_file), str(out), min_size=32)
+    assert [g.path.split("/", 1)[1] for g in result.groups] == ["measurements"] * 2
+    assert validate_geozarr(str(out)) == []
+    src = zarr.open_group(str(product), mode="r", zarr_format=2)
+    dst = zarr.open_group(str(out), mode="r")
+    for group in result.groups:
+        level0, level1 = group.levels[0].name, group.levels[1].name
+        grd = np.asarray(src[f"{group.path}/grd"][:])
+        np.testing.assert_array_equal(dst[f"{group.path}/{level0}/grd"][:], grd)
+        np.testing.assert_array_equal(dst[f"{group.path}/{level1}/grd"][:], _mean_reference(grd, 2))
+    assert result.item.properties["proj:code"] == "EPSG:32631"

@@ -45,7 +45,9 @@ def test_conformance_suite_verdicts(realdata):
 @pytest.mark.realdata
 def test_cli_validate_exit_codes(realdata):
     runner = CliRunner()
-    good = runner.invoke(cli, ["validate", str(realdata / SUITE / "valid/spatial/spatial-north-up.zarr")])
+    good = runner.invoke(
+        cli, ["validate", str(realdata / SUITE / "valid/spatial/spatial-north-up.zarr")]
+    )
     assert good.exit_code == 0 and "valid GeoZarr" in good.output
     bad = runner.invoke(cli, ["validate", str(realdata / SUITE / "invalid/invalid-bad-crs.zarr")])
     assert bad.exit_code == 6
@@ -118,7 +120,9 @@ def test_grid_belongs_on_the_levels_not_the_pyramid(suite_copy):
 def _array(tmp_path: Path, attrs: dict, shape=(4, 5)) -> Path:
     store = tmp_path / "one.zarr"
     root = zarr.open_group(str(store), mode="w", zarr_format=3)
-    root.create_array("ar", shape=shape, dtype="uint8", dimension_names=("y", "x"), attributes=attrs)
+    root.create_array(
+        "ar", shape=shape, dtype="uint8", dimension_names=("y", "x"), attributes=attrs
+    )
     return store
 
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from cloudfree.cli.main import _handle_errors
 from cloudfree.errors import GeoZarrInvalidError
 
 
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared error-to-exit-code handling of ``cli.main`` (imported late: main imports us)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cloudfree.cli.main import _handle_errors as handle
+
+        return handle(func)(*args, **kwargs)
+
+    return wrapper
+
+
 def _store_options(url: str) -> dict[str, Any] | None:
-    """fsspec options for an ``s3://`` URL from the configured AWS-style store, else none."""
+    """Fsspec options for an ``s3://`` URL from the configured AWS-style store, else none."""
     if urlsplit(url).scheme != "s3":
         return None
     from cloudfree.sources.providers import store
@@ -61,8 +74,8 @@ def convert(
     with one item (projection, bands, thumbnail) that ``cloudfree publish`` can register.
     """
     from cloudfree.convert import convert as run_convert
-    from cloudfree.convert.geozarr_writer import SHARD
     from cloudfree.convert.eopf_item import load_item, resolve_source
+    from cloudfree.convert.geozarr_writer import SHARD
 
     source = resolve_source(load_item(item))
     result = run_convert(
@@ -76,7 +89,9 @@ def convert(
         shard=SHARD if shards else None,
     )
     for group in result.groups:
-        levels = ", ".join(f"{lv.name} {lv.geobox.shape.y}x{lv.geobox.shape.x}" for lv in group.levels)
+        levels = ", ".join(
+            f"{lv.name} {lv.geobox.shape.y}x{lv.geobox.shape.x}" for lv in group.levels
+        )
         click.echo(f"{group.path}: {len(group.bands)} arrays; levels {levels}")
     click.echo(f"GeoZarr store: {result.store_url}")
     click.echo(f"STAC collection: {result.catalog_href}")

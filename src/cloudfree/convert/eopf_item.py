@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import zarr
 
 from cloudfree.access import redact_href
 from cloudfree.errors import InvalidInputError, SourceError
@@ -21,7 +22,8 @@ from cloudfree.store import location
 
 REFLECTANCE_GROUP = "measurements/reflectance"
 SCL_GROUP = "conditions/mask/l2a_classification"
-S1_GRD_GROUP = "measurements"
+S1_MEASUREMENTS = "measurements"
+S1_GRD_ARRAY = "grd"
 _ZARR_SUFFIX = ".zarr"
 
 
@@ -141,10 +143,9 @@ def resolve_source(item: pystac.Item) -> EopfSource:
     product_href = _product_href(item)
     product_type = str(item.properties.get("product:type", "")).upper()
     crs = _crs(item)
-    if "GRD" in product_type or item.properties.get("sar:product_type") == "GRD":
-        return EopfSource(
-            item, product_href, crs, (MultiscaleSource(S1_GRD_GROUP, False),), product_type
-        )
+    if is_s1_grd(item):
+        # the polarisation groups are only known once the product is open: s1_grd_groups()
+        return EopfSource(item, product_href, crs, (), product_type or "S01SIWGRD")
     if product_type and "L2A" not in product_type:
         raise InvalidInputError(
             f"Item {item.id} is a {product_type} product; cloudfree convert supports Sentinel-2 "
@@ -186,7 +187,52 @@ def _crs(item: pystac.Item) -> str:
             if code:
                 break
     if not code:
-        raise InvalidInputError(
-            f"Item {item.id} has no proj:code; cannot tell the product's CRS."
-        )
+        raise InvalidInputError(f"Item {item.id} has no proj:code; cannot tell the product's CRS.")
     return str(code)
+
+
+def is_s1_grd(item: pystac.Item) -> bool:
+    """Whether the item is a Sentinel-1 GRD product (``product:type`` or ``sar:product_type``)."""
+    product_type = str(item.properties.get("product:type", "")).upper()
+    return "GRD" in product_type or item.properties.get("sar:product_type") == "GRD"
+
+
+def s1_grd_groups(root: zarr.Group, item_id: str) -> tuple[MultiscaleSource, ...]:
+    """The ``<polarisation>/measurements`` groups of an EOPF Sentinel-1 GRD product.
+
+    EOPF GRD products hold one group per polarisation (``..._VV``, ``..._VH``) with
+    ``measurements/grd`` on ``azimuth_time`` x ``ground_range``: radar geometry, georeferenced
+    only by the tie points in ``conditions/gcp``. That is refused: cloudfree converts a GRD
+    measurement only when it lies on a map grid (``x``/``y`` coordinates and a CRS), e.g. after
+    terrain correction.
+
+    Raises
+    ------
+    InvalidInputError
+        If no polarisation group has a ``grd`` measurement on a map grid.
+
+    """
+    groups: list[MultiscaleSource] = []
+    radar: list[str] = []
+    for name in sorted(root.group_keys()):
+        path = f"{name}/{S1_MEASUREMENTS}"
+        if path not in root or f"{path}/{S1_GRD_ARRAY}" not in root:
+            continue
+        arrays = set(root[path].array_keys())  # type: ignore[union-attr]
+        if {"x", "y"} <= arrays:
+            groups.append(MultiscaleSource(path, categorical=False))
+        else:
+            radar.append(name)
+    if groups:
+        return tuple(groups)
+    if radar:
+        raise InvalidInputError(
+            f"Sentinel-1 GRD product {item_id} is in radar geometry: {', '.join(radar)} hold "
+            f"{S1_MEASUREMENTS}/{S1_GRD_ARRAY} on azimuth_time x ground_range, georeferenced "
+            "only by ground control points (conditions/gcp). cloudfree convert needs a map grid; "
+            "terrain-correct the product first (e.g. with SNAP or sarsen) and convert the result."
+        )
+    raise InvalidInputError(
+        f"Sentinel-1 product {item_id} has no <polarisation>/{S1_MEASUREMENTS}/{S1_GRD_ARRAY} "
+        "array; is it an EOPF GRD product?"
+    )

@@ -100,6 +100,8 @@ def source_levels(
     info: dict[str, BandInfo] = {}
     for name in names:
         sub = group[name] if name else group
+        if not isinstance(sub, zarr.Group):
+            continue
         arrays = sorted(
             k for k in sub.array_keys() if k not in _COORDS and (wanted is None or k in wanted)
         )
@@ -122,6 +124,24 @@ def source_levels(
         )
     found.sort(key=lambda entry: abs(entry[0].affine.a))
     return found, info
+
+
+def available_bands(store: Store, sources: Sequence[MultiscaleSource]) -> set[str]:
+    """Names of the 2-D arrays the groups hold, at any resolution (nothing is read)."""
+    names: set[str] = set()
+    for source in sources:
+        try:
+            group = zarr.open_group(store, path=source.path, mode="r", zarr_format=2)
+        except (NodeNotFoundError, FileNotFoundError):
+            continue
+        subgroups = [
+            sub
+            for k in group.group_keys()
+            if _RESOLUTION.match(k) and isinstance(sub := group[k], zarr.Group)
+        ] or [group]
+        for sub in subgroups:
+            names.update(k for k in sub.array_keys() if k not in _COORDS)
+    return names
 
 
 def write_group(
@@ -170,9 +190,10 @@ def write_group(
 
 def _band_info(array: zarr.Array, name: str) -> BandInfo:
     attrs = dict(array.attrs)
-    fill = attrs.get("_FillValue", attrs.get("fill_value", array.metadata.fill_value))
-    nodata = 0 if fill is None else fill
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    fill: Any = attrs.get("_FillValue", attrs.get("fill_value", array.metadata.fill_value))
+    nodata: int | float = 0 if fill is None else fill
+    scale: Any = attrs.get("scale_factor")
+    offset: Any = attrs.get("add_offset")
     kept = {k: attrs[k] for k in _KEPT_ATTRIBUTES if k in attrs}
     return BandInfo(
         name=name,
@@ -258,9 +279,7 @@ def _json_number(value: int | float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def _copy(
-    src: Any, dst: zarr.Array, factor: int, reducer: Reducer, nodata: int | float
-) -> None:
+def _copy(src: Any, dst: zarr.Array, factor: int, reducer: Reducer, nodata: int | float) -> None:
     """Fill ``dst`` shard by shard from ``src`` reduced by ``factor`` (1: a plain copy)."""
     ny, nx = dst.shape
     sy, sx = dst.shards or (max(dst.chunks[0], SHARD), max(dst.chunks[1], SHARD))

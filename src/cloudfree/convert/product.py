@@ -27,8 +27,8 @@ from zarr.storage import FsspecStore, LocalStore
 from cloudfree.access import redact_href
 from cloudfree.catalog.stac_output import save_collection
 from cloudfree.catalog.validation import validate_stac
-from cloudfree.convert.eopf_item import EopfSource, load_item, resolve_source
-from cloudfree.convert.geozarr_writer import SHARD, GroupResult, write_group
+from cloudfree.convert.eopf_item import EopfSource, load_item, resolve_source, s1_grd_groups
+from cloudfree.convert.geozarr_writer import SHARD, GroupResult, available_bands, write_group
 from cloudfree.convert.stac_item import build_item, quicklook_png
 from cloudfree.errors import InvalidInputError, SourceError
 from cloudfree.readers.zarr_band import open_zarr_store
@@ -111,24 +111,27 @@ def convert(
     )
     location.check_writable(catalog, overwrite=overwrite, what="STAC catalog")
     src = _open_product(source, source_options)
+    sources = source.groups or s1_grd_groups(zarr.open_group(src, mode="r"), item.id)
+    if bands:
+        available = available_bands(src, sources)
+        if not {b.lower() for b in bands} & available:
+            raise InvalidInputError(
+                f"None of the bands {list(bands)} is in product {item.id}; it has "
+                f"{', '.join(sorted(available))}."
+            )
     if overwrite:
         location.remove(out, storage_options)
         location.remove(catalog)
     store = _output_store(out, storage_options)
     root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=_root_attributes(source))
     groups: list[GroupResult] = []
-    for group in source.groups:
+    for group in sources:
         result = write_group(
             src, root, group, source.crs, bands=bands, min_size=min_size, shard=shard
         )
         if result is not None:
             log.info("wrote %s: %d levels", group.path, len(result.levels))
             groups.append(result)
-    if not groups:
-        raise InvalidInputError(
-            f"None of the bands {list(bands or [])} is in product {item.id}; "
-            "use names such as b02, b8a or scl."
-        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
         zarr.consolidate_metadata(store)
@@ -181,9 +184,7 @@ def _root_attributes(source: EopfSource) -> dict[str, Any]:
     }
 
 
-def _checksum(
-    store_url: str, key: str, options: Mapping[str, Any] | None
-) -> tuple[str, int]:
+def _checksum(store_url: str, key: str, options: Mapping[str, Any] | None) -> tuple[str, int]:
     """``file:checksum`` (sha2-256 multihash) and size of one metadata document."""
     url = location.join(store_url, *key.split("/"))
     if location.is_remote(url):

@@ -127,9 +127,7 @@ def plan_levels(
     for geobox, bands in sources:
         res = abs(geobox.affine.a)
         factor = round(res / base_res)
-        levels.append(
-            Level(level_name(res), geobox, None if not levels else base, factor, bands)
-        )
+        levels.append(Level(level_name(res), geobox, None if not levels else base, factor, bands))
     step = 0
     while max(levels[-1].geobox.shape.yx) > min_size:
         factor = OVERVIEW_STEPS[step] if step < len(OVERVIEW_STEPS) else 2

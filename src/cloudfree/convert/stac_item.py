@@ -29,9 +29,10 @@ from cloudfree.store.quicklook import QUICKLOOK_MAX_REFLECTANCE, QUICKLOOK_MAX_S
 
 MULTISCALES_MEDIA_TYPE = "application/vnd.zarr; version=3; profile=multiscales"
 ZARR_MEDIA_TYPE = "application/vnd.zarr; version=3"
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    EO_EXTENSION,
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
@@ -62,14 +63,15 @@ def quicklook_png(root: zarr.Group, group: GroupResult) -> bytes:
     level = group.levels[-1]
     by_name = {b.name: b for b in group.bands}
     rgb = [by_name.get(n) for n in ("b04", "b03", "b02")]
-    chosen: list[BandInfo] = (
-        [b for b in rgb if b is not None] if all(rgb) else [group.bands[0]]
-    )
+    chosen: list[BandInfo] = [b for b in rgb if b is not None] if all(rgb) else [group.bands[0]]
     ny, nx = level.geobox.shape.yx
     step = max(1, -(-max(ny, nx) // QUICKLOOK_MAX_SIZE))
     layers, missing = [], np.zeros((-(-ny // step), -(-nx // step)), dtype=bool)
     for band in chosen:
-        raw = np.asarray(root[f"{group.path}/{level.name}/{band.name}"][::step, ::step])
+        array = root[f"{group.path}/{level.name}/{band.name}"]
+        if not isinstance(array, zarr.Array):
+            raise TypeError(f"{group.path}/{level.name}/{band.name} is a group, not an array")
+        raw = np.asarray(array[::step, ::step])
         missing |= raw == band.nodata
         value = raw * (band.scale or 1.0) + (band.offset or 0.0)
         white = QUICKLOOK_MAX_REFLECTANCE if band.scale is not None else max(1.0, value.max())
@@ -153,6 +155,14 @@ def build_item(
                 extra_fields=fields,
             ),
         )
+    uses_eo = any(
+        key.startswith("eo:")
+        for asset in item.assets.values()
+        for band in asset.extra_fields.get("bands", [])
+        for key in band
+    )
+    if not uses_eo:  # radar: no optical band metadata, so the eo extension does not apply
+        item.stac_extensions.remove(EO_EXTENSION)
     if thumbnail is not None:
         href, payload = thumbnail
         item.add_asset(

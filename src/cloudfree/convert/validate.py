@@ -175,20 +175,20 @@ def _check_proj(node: _Node) -> Iterator[Finding]:
         )
         return
     if not present:
-        yield Finding(where, PROJ, "declares proj: but has none of proj:code, proj:wkt2, "
-                      "proj:projjson")
+        yield Finding(
+            where, PROJ, "declares proj: but has none of proj:code, proj:wkt2, proj:projjson"
+        )
         return
     key = present[0]
     value = node.attrs[key]
-    if key == "proj:code":
-        if not isinstance(value, str) or not _CODE.match(value):
-            yield Finding(
-                where,
-                PROJ,
-                f"proj:code pattern mismatch: {value!r} is not AUTHORITY:CODE in capitals "
-                "(e.g. EPSG:4326)",
-            )
-            return
+    if key == "proj:code" and (not isinstance(value, str) or not _CODE.match(value)):
+        yield Finding(
+            where,
+            PROJ,
+            f"proj:code pattern mismatch: {value!r} is not AUTHORITY:CODE in capitals "
+            "(e.g. EPSG:4326)",
+        )
+        return
     try:
         pyproj.CRS.from_user_input(value)
     except (pyproj.exceptions.CRSError, TypeError, ValueError) as exc:
@@ -260,8 +260,7 @@ def _check_spatial(node: _Node, nodes: Mapping[str, _Node]) -> Iterator[Finding]
             yield Finding(
                 where,
                 SPATIAL,
-                f"spatial:bbox {bbox} does not match transform and shape, which give "
-                f"{expected}",
+                f"spatial:bbox {bbox} does not match transform and shape, which give {expected}",
             )
 
 
@@ -330,8 +329,9 @@ def _check_multiscales(
         label = f"layout[{i}]"
         asset = item.get("asset") if isinstance(item, dict) else None
         if not isinstance(asset, str) or not _ASSET.match(asset):
-            yield Finding(where, MULTISCALES, f"{label}: asset must be a relative path, got "
-                          f"{asset!r}")
+            yield Finding(
+                where, MULTISCALES, f"{label}: asset must be a relative path, got {asset!r}"
+            )
             continue
         label = f"{label} ({asset!r})"
         if prefix + asset not in nodes:
@@ -370,11 +370,7 @@ def _check_transform(where: str, label: str, transform: Any) -> Iterator[Finding
         yield Finding(
             where, MULTISCALES, f"{label}: transform.translation must be numbers: {translation!r}"
         )
-    if (
-        isinstance(scale, list)
-        and isinstance(translation, list)
-        and len(scale) != len(translation)
-    ):
+    if isinstance(scale, list) and isinstance(translation, list) and len(scale) != len(translation):
         yield Finding(
             where, MULTISCALES, f"{label}: transform.scale and translation differ in length"
         )
@@ -389,11 +385,18 @@ def _check_level(
     if level is None:
         return
     if isinstance(shape, list):
-        arrays = [level] if level.shape is not None else [
-            n
-            for p, n in nodes.items()
-            if n.shape is not None and p.startswith(path + "/") and n.shape and len(n.shape) >= 2
-        ]
+        arrays = (
+            [level]
+            if level.shape is not None
+            else [
+                n
+                for p, n in nodes.items()
+                if n.shape is not None
+                and p.startswith(path + "/")
+                and n.shape
+                and len(n.shape) >= 2
+            ]
+        )
         for array in arrays:
             dims = array.dims or ()
             actual = (
@@ -405,8 +408,7 @@ def _check_level(
                 yield Finding(
                     where,
                     MULTISCALES,
-                    f"{label}: spatial:shape {shape} differs from {_name(array)} of shape "
-                    f"{actual}",
+                    f"{label}: spatial:shape {shape} differs from {_name(array)} of shape {actual}",
                 )
     for key in ("spatial:shape", "spatial:transform"):
         own = level.attrs.get(key)
@@ -417,9 +419,7 @@ def _check_level(
 
 
 def _close_lists(a: Any, b: Any) -> bool:
-    return (
-        isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and _close(a, b)
-    )
+    return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and _close(a, b)
 
 
 def _check_against_parent(
@@ -434,7 +434,8 @@ def _check_against_parent(
     if not (isinstance(scale, list) and len(scale) >= 2 and _is_numbers(scale, range(2, 10))):
         return
     sy, sx = scale[-2], scale[-1]
-    mine, theirs = item.get("spatial:transform"), parent.get("spatial:transform")
+    mine: Any = item.get("spatial:transform")
+    theirs: Any = parent.get("spatial:transform")
     if _is_numbers(mine, (6, 9)) and _is_numbers(theirs, (6, 9)):
         if not (
             math.isclose(mine[0], theirs[0] * sx, rel_tol=_REL)
@@ -454,7 +455,8 @@ def _check_against_parent(
                 f"{label}: origin ({mine[2]}, {mine[5]}) differs from the parent's "
                 f"({theirs[2]}, {theirs[5]}) though the translation is zero",
             )
-    mine_shape, theirs_shape = item.get("spatial:shape"), parent.get("spatial:shape")
+    mine_shape: Any = item.get("spatial:shape")
+    theirs_shape: Any = parent.get("spatial:shape")
     if _is_numbers(mine_shape, (2, 3)) and _is_numbers(theirs_shape, (2, 3)):
         for n, m, s in zip(mine_shape[-2:], theirs_shape[-2:], (sy, sx), strict=True):
             if s > 0 and not (math.floor(m / s) <= n <= math.ceil(m / s)):
