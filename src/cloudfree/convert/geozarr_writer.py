@@ -15,6 +15,7 @@ written once.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -291,11 +292,33 @@ def _copy(src: Any, dst: zarr.Array, factor: int, reducer: Reducer, nodata: int 
             rows = max(1, STRIP_PIXELS // ((x1 - x0) * factor * factor))
             for r0 in range(y0, y1, rows):
                 r1 = min(r0 + rows, y1)
-                window = np.asarray(
-                    src[r0 * factor : r1 * factor, x0 * factor : x1 * factor]
-                ).astype(dst.dtype, copy=False)
-                block[r0 - y0 : r1 - y0] = reducer(window, factor, nodata)
+                window = _read(src, (r0 * factor, r1 * factor), (x0 * factor, x1 * factor))
+                block[r0 - y0 : r1 - y0] = reducer(
+                    window.astype(dst.dtype, copy=False), factor, nodata
+                )
             dst[y0:y1, x0:x1] = block
+
+
+def _read(src: Any, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """A window of ``src`` read one source chunk at a time.
+
+    A read spanning several chunks makes zarr decode all of them at once; EOPF products chunk
+    10 m bands in 5490 px chunks (60 MB decoded), so piece by piece keeps one in memory.
+    """
+    (r0, r1), (c0, c1) = (
+        (rows[0], min(rows[1], src.shape[0])),
+        (cols[0], min(cols[1], src.shape[1])),
+    )
+    cy, cx = src.chunks
+    if r0 // cy == (r1 - 1) // cy and c0 // cx == (c1 - 1) // cx:
+        return np.asarray(src[r0:r1, c0:c1])
+    out = np.empty((r1 - r0, c1 - c0), dtype=src.dtype)
+    ys = sorted({r0, r1, *range((r0 // cy + 1) * cy, r1, cy)})
+    xs = sorted({c0, c1, *range((c0 // cx + 1) * cx, c1, cx)})
+    for ya, yb in itertools.pairwise(ys):
+        for xa, xb in itertools.pairwise(xs):
+            out[ya - r0 : yb - r0, xa - c0 : xb - c0] = src[ya:yb, xa:xb]
+    return out
 
 
 def _multiscales_attributes(levels: Sequence[Level], categorical: bool) -> dict[str, Any]:
