@@ -395,3 +395,25 @@ def test_sentinel1_grd_on_a_map_grid_converts(tmp_path):
         np.testing.assert_array_equal(dst[f"{group.path}/{level0}/grd"][:], grd)
         np.testing.assert_array_equal(dst[f"{group.path}/{level1}/grd"][:], _mean_reference(grd, 2))
     assert result.item.properties["proj:code"] == "EPSG:32631"
+
+
+def test_item_url_over_http(archive, http_server, small_blocks, tmp_path):
+    """A STAC item URL whose product is served over HTTP, as EOPF's are."""
+    served = tmp_path / "served"
+    served.mkdir()
+    scene = archive.scenes[0]
+    server = http_server(served)
+    written = write_eopf_archive(archive, served, scene_ids=[scene.id], base_url=server.url)
+    item = written.products[0].item
+    (served / "item.json").write_text(json.dumps(item.to_dict(transform_hrefs=False)))
+    out = tmp_path / "http.zarr"
+    result = convert(server.url_for("item.json"), str(out), min_size=MIN_SIZE, shard=SHARD)
+    assert result.item.id == item.id
+    assert server.requests.for_path(f"{written.products[0].path.name}/.zmetadata")
+    src = zarr.open_group(str(written.products[0].path), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(
+        zarr.open_group(str(out), mode="r")[f"{REFLECTANCE}/r10m/b02"][:],
+        src[f"{REFLECTANCE}/r10m/b02"][:],
+    )
+    derived = [link for link in result.item.links if link.rel == "derived_from"]
+    assert derived and derived[0].href == server.url_for("item.json")

@@ -87,12 +87,11 @@ def source_levels(
         If the group is missing, has no resolution groups on a map grid, or none of ``bands``.
 
     """
-    try:
-        group = zarr.open_group(store, path=source.path, mode="r", zarr_format=2)
-    except (NodeNotFoundError, FileNotFoundError) as exc:
+    group = _product_group(store, source.path)
+    if group is None:
         raise InvalidInputError(
             f"The product has no group {source.path!r}; is it an EOPF Sentinel-2 L2A product?"
-        ) from exc
+        )
     names = sorted(k for k in group.group_keys() if _RESOLUTION.match(k))
     if not names and {"x", "y"} <= set(group.array_keys()):
         names = [""]  # a single grid (a map-projected Sentinel-1 GRD): one level
@@ -119,21 +118,32 @@ def source_levels(
     if not found:
         what = f" with bands {sorted(wanted)}" if wanted else ""
         raise InvalidInputError(
-            f"The product's group {source.path!r} has no resolution group on a map grid{what}. "
-            "Sentinel-1 GRD in radar geometry (GCP georeferencing) is not supported: "
-            "terrain-correct it to a map grid first."
+            f"The product's group {source.path!r} has no resolution group (r10m...) with x/y "
+            f"coordinates on a map grid{what}."
         )
     found.sort(key=lambda entry: abs(entry[0].affine.a))
     return found, info
+
+
+def _product_group(store: Store, path: str) -> zarr.Group | None:
+    """A group of the product, through the root's consolidated metadata when there is one.
+
+    Over HTTP a store cannot be listed, so children are only known from ``.zmetadata``.
+    """
+    try:
+        root = zarr.open_group(store, mode="r", zarr_format=2)
+        node = root[path]
+    except (KeyError, NodeNotFoundError, FileNotFoundError):
+        return None
+    return node if isinstance(node, zarr.Group) else None
 
 
 def available_bands(store: Store, sources: Sequence[MultiscaleSource]) -> set[str]:
     """Names of the 2-D arrays the groups hold, at any resolution (nothing is read)."""
     names: set[str] = set()
     for source in sources:
-        try:
-            group = zarr.open_group(store, path=source.path, mode="r", zarr_format=2)
-        except (NodeNotFoundError, FileNotFoundError):
+        group = _product_group(store, source.path)
+        if group is None:
             continue
         subgroups = [
             sub
