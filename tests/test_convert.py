@@ -417,3 +417,24 @@ def test_item_url_over_http(archive, http_server, small_blocks, tmp_path):
     )
     derived = [link for link in result.item.links if link.rel == "derived_from"]
     assert derived and derived[0].href == server.url_for("item.json")
+
+
+def test_pyramid_kernels_on_edges_and_ties():
+    from cloudfree.convert.pyramid import block_mean, block_mode
+
+    dn = np.array([[0, 0, 5], [0, 3, 6], [7, 8, 0]], dtype=np.uint16)
+    # blocks: [[0,0],[0,3]] -> 3; [[5],[6]] -> 5.5 -> 6 (half to even); [[7,8]] -> 7.5 -> 8; [[0]]
+    np.testing.assert_array_equal(block_mean(dn, 2, 0), [[3, 6], [8, 0]])
+    classes = np.array([[4, 5, 0], [5, 4, 0], [9, 9, 0]], dtype=np.uint8)
+    # a 2-2 tie between 4 and 5 keeps 4; the all-nodata edge block stays 0
+    np.testing.assert_array_equal(block_mode(classes, 2, 0), [[4, 0], [9, 0]])
+
+
+def test_misaligned_resolution_groups_are_refused():
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    base = GeoBox((60, 60), Affine(10, 0, 0, 0, -10, 600), "EPSG:32631")
+    shifted = GeoBox((20, 20), Affine(30, 0, 5, 0, -30, 600), "EPSG:32631")
+    with pytest.raises(InvalidInputError, match="not an integer multiple of r10m aligned"):
+        plan_levels([(base, ("b02",)), (shifted, ("b02",))])

@@ -19,6 +19,8 @@ import numpy as np
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
+from cloudfree.errors import InvalidInputError
+
 OVERVIEW_STEPS = (2, 3, 2)
 """Factors of the levels added below the product's coarsest group, as the EOPF Explorer's
 converter adds them (60 m -> 120 m -> 360 m -> 720 m); further levels halve again."""
@@ -127,6 +129,15 @@ def plan_levels(
     for geobox, bands in sources:
         res = abs(geobox.affine.a)
         factor = round(res / base_res)
+        aligned = math.isclose(geobox.affine.c, base_geobox.affine.c) and math.isclose(
+            geobox.affine.f, base_geobox.affine.f
+        )
+        if factor < 1 or not math.isclose(res, factor * base_res) or not aligned:
+            raise InvalidInputError(
+                f"Resolution group {level_name(res)} ({res} m, origin {geobox.affine.c}, "
+                f"{geobox.affine.f}) is not an integer multiple of {base} aligned with it; "
+                "it cannot be a level of one pyramid."
+            )
         levels.append(Level(level_name(res), geobox, None if not levels else base, factor, bands))
     step = 0
     while max(levels[-1].geobox.shape.yx) > min_size:
