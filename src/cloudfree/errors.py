@@ -51,6 +51,10 @@ class PublishError(CloudfreeError):
         self.report = report
 
 
+class GeoZarrInvalidError(CloudfreeError):
+    """A store does not follow the GeoZarr conventions; the message lists every reason."""
+
+
 class CloudfreeWarning(UserWarning):
     """Base class of warnings users can filter."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudfree.errors import (
     CloudfreeError,
+    GeoZarrInvalidError,
     InvalidInputError,
     NoScenesFoundError,
     OutputExistsError,
@@ -24,6 +25,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (ReadError, 5, "read failed"),
     (RunFailedError, 5, "run failed"),
     (PublishError, 6, "publish failed"),
+    (GeoZarrInvalidError, 7, "invalid GeoZarr"),
     (CloudfreeError, 1, "error"),
 )
 

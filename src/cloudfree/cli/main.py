@@ -347,8 +347,12 @@ def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
     click.echo(report)
 
 
-from cloudfree.cli.publish import publish  # noqa: E402 - registered after the group exists
+# Commands in their own modules, registered once the group exists.
+from cloudfree.cli.convert import convert, validate  # noqa: E402
+from cloudfree.cli.publish import publish  # noqa: E402
 
+cli.add_command(convert)
+cli.add_command(validate)
 cli.add_command(publish)
 
 if __name__ == "__main__":  # pragma: no cover

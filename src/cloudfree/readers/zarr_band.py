@@ -38,7 +38,9 @@ from cloudfree.readers.window import place_window
 
 __all__ = [
     "ZarrLevel",
+    "open_zarr_array",
     "open_zarr_level",
+    "open_zarr_store",
     "place_window",
     "read_zarr_window",
     "zarr_band_radiometry",
@@ -251,3 +253,13 @@ def _open_array(store: Store, path: str) -> zarr.Array:
         return zarr.open_array(store, path=path, mode="r", zarr_format=2)
     except NodeNotFoundError:
         return zarr.open_array(store, path=path, mode="r", zarr_format=3)
+
+
+def open_zarr_store(url: str, storage_options: Mapping[str, object] | None = None) -> Store:
+    """A read-only store rooted at ``url`` (a local path, ``file://`` or any fsspec URL)."""
+    return _open_store(url, storage_options)
+
+
+def open_zarr_array(store: Store, path: str) -> zarr.Array:
+    """Open an existing array read-only, Zarr v2 (EOPF products) or v3."""
+    return _open_array(store, path)

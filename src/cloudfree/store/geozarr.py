@@ -42,3 +42,30 @@ def geozarr_attributes(geobox: GeoBox, *, dims: tuple[str, str] = ("y", "x")) ->
     else:
         attrs["proj:wkt2"] = crs.to_wkt()
     return attrs
+
+
+MULTISCALES_CONVENTION = {
+    "uuid": "d35379db-88df-4056-af3a-620245f8e347",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+    "name": "multiscales",
+    "description": "Multiscale layout of zarr datasets",
+}
+
+
+def cf_grid_mapping(geobox: GeoBox) -> dict[str, Any]:
+    """Attributes of a CF ``spatial_ref`` grid-mapping variable, as rioxarray writes them.
+
+    ``crs_wkt`` is CF's, ``spatial_ref`` the WKT GDAL reads, ``GeoTransform`` GDAL's order
+    (``c a b f d e``), plus pyproj's CF projection parameters.
+    """
+    crs = geobox_crs(geobox)
+    wkt = crs.to_wkt()
+    attrs: dict[str, Any] = dict(crs.proj.to_cf())
+    a = geobox.affine
+    attrs.update(
+        crs_wkt=wkt,
+        spatial_ref=wkt,
+        GeoTransform=" ".join(repr(float(v)) for v in (a.c, a.a, a.b, a.f, a.d, a.e)),
+    )
+    return attrs

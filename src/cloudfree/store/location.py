@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import fsspec
@@ -36,28 +38,30 @@ def absolute(url: str) -> str:
     return str(local_path(url).expanduser().resolve())
 
 
-def exists(url: str) -> bool:
-    """Whether anything is stored at ``url``."""
+def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether anything is stored at ``url`` (``storage_options``: fsspec options of a URL)."""
     if is_remote(url):
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         return bool(fs.exists(path))
     return local_path(url).exists()
 
 
-def check_writable(url: str, *, overwrite: bool, what: str) -> None:
+def check_writable(
+    url: str, *, overwrite: bool, what: str, storage_options: Mapping[str, Any] | None = None
+) -> None:
     """Refuse an existing output unless ``overwrite``; nothing is deleted here."""
-    if exists(url) and not overwrite:
+    if exists(url, storage_options) and not overwrite:
         raise OutputExistsError(
             f"{what} {url} already exists; choose another location or pass --overwrite "
             "to replace it."
         )
 
 
-def remove(url: str) -> None:
+def remove(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete whatever is stored at ``url`` (only called for an explicit overwrite)."""
-    if not exists(url):
+    if not exists(url, storage_options):
         return
-    fs, path = fsspec.core.url_to_fs(str(url))
+    fs, path = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
     fs.rm(path, recursive=True)
 
 
