@@ -30,9 +30,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
+
+from pystac.utils import str_to_datetime
 
 from cloudfree.access import redact_href
 from cloudfree.catalog.stac_api import RETRY_STATUSES, ApiAuth, StacApiClient
@@ -57,6 +60,7 @@ COLLECTION_TRANSACTIONS = "/collections/extensions/transaction"
 #: Item search, used to read the published items 100 at a time before comparing them.
 ITEM_SEARCH = "/item-search"
 SEARCH_BATCH = 100
+TIMESTAMP_KEYS = frozenset({"datetime", "start_datetime", "end_datetime", "created", "updated"})
 _OGC_ITEM_TRANSACTIONS = (
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"
 )
@@ -117,9 +121,17 @@ class PublishReport:
 
 
 def _normalise(value: Any) -> Any:
-    """Drop ``None`` members and the API's own links, so our copy and the API's compare."""
+    """Our copy and the API's, made comparable.
+
+    ``None`` members and the API's own links are dropped, and timestamps are read as instants
+    (pgSTAC serves ``...:21Z`` for ``...:21.000000Z``).
+    """
     if isinstance(value, dict):
-        out = {k: _normalise(v) for k, v in value.items() if v is not None and k != "links"}
+        out = {
+            k: _instant(v) if k in TIMESTAMP_KEYS else _normalise(v)
+            for k, v in value.items()
+            if v is not None and k != "links"
+        }
         if "links" in value and isinstance(value["links"], list):
             out["links"] = [
                 _normalise(link)
@@ -129,6 +141,15 @@ def _normalise(value: Any) -> Any:
         return out
     if isinstance(value, list):
         return [_normalise(v) for v in value]
+    return value
+
+
+def _instant(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return str_to_datetime(value).astimezone(UTC)
+        except ValueError:
+            return value
     return value
 
 
