@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,6 +27,8 @@ from cloudfree.bands import Band, canonical_band, resolve_bands
 from cloudfree.catalog.stac_output import (
     PeriodOutput,
     build_collection,
+    collection_id_for,
+    default_catalog_dir,
     item_id,
     save_collection,
 )
@@ -69,8 +70,6 @@ from cloudfree.store.zarr_store import MosaicStore, create_store
 from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
 
 log = logging.getLogger(__name__)
-
-_COLLECTION_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -377,19 +376,6 @@ def _search_or_fail(source: Source, query: SearchQuery) -> list[Scene]:
     return scenes
 
 
-def default_catalog_dir(out: str) -> str:
-    """Where the STAC catalog goes by default: beside the store, ``<store name>.stac``."""
-    base = str(out).rstrip("/")
-    stem = base[: -len(".zarr")] if base.endswith(".zarr") else base
-    return stem + ".stac"
-
-
-def collection_id_for(out: str) -> str:
-    """The STAC collection id of a mosaic: the store's name without ``.zarr``."""
-    name = str(out).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
-    return _COLLECTION_ID.sub("-", name).strip("-") or "cloudfree-mosaic"
-
-
 def _aoi(bbox: Sequence[float] | None, geometry_file: str | Path | None) -> Aoi:
     if bbox is not None and geometry_file is not None:
         raise InvalidInputError("Give either a bbox or a geometry file, not both.")
@@ -641,7 +627,7 @@ def finish(
             png = quicklook_png(
                 store, request.band_names, index, job.geobox.shape.yx, request.encoding
             )
-            item = item_id(collection_id_for(request.out), period)
+            item = item_id(collection_id_for(request.out, "cloudfree-mosaic"), period)
             ql_url = location.join(request.catalog_dir, item, "thumbnail.png")
             location.write_bytes(ql_url, png)
         outputs.append(
@@ -657,7 +643,7 @@ def finish(
     catalog_href = None
     if request.catalog_dir:
         collection = build_collection(
-            collection_id=collection_id_for(request.out),
+            collection_id=collection_id_for(request.out, "cloudfree-mosaic"),
             geobox=job.geobox,
             bands=request.bands,
             outputs=outputs,

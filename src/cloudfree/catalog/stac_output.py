@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -32,6 +33,7 @@ EXTENSIONS = [
     "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
 ]
 ZARR_MEDIA_TYPE = "application/vnd.zarr; version=3"
+_COLLECTION_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
 
@@ -46,6 +48,18 @@ class PeriodOutput:
     cog_size: int | None = None
     quicklook_url: str | None = None
     quicklook_png: bytes | None = None
+
+
+def default_catalog_dir(out: str) -> str:
+    """Where a store's STAC catalog goes by default: beside it, ``<store name>.stac``."""
+    base = str(out).rstrip("/")
+    return base.removesuffix(".zarr") + ".stac"
+
+
+def collection_id_for(out: str, fallback: str) -> str:
+    """The STAC collection id of a store: its name without ``.zarr`` (``fallback`` if none)."""
+    name = str(out).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
+    return _COLLECTION_ID.sub("-", name).strip("-") or fallback
 
 
 def item_id(collection_id: str, period: Period) -> str:

@@ -25,7 +25,7 @@ from zarr.errors import NodeNotFoundError
 from zarr.storage import FsspecStore, LocalStore
 
 from cloudfree.access import redact_href
-from cloudfree.catalog.stac_output import save_collection
+from cloudfree.catalog.stac_output import collection_id_for, default_catalog_dir, save_collection
 from cloudfree.catalog.validation import validate_stac
 from cloudfree.convert.eopf_item import EopfSource, load_item, resolve_source, s1_grd_groups
 from cloudfree.convert.geozarr_writer import SHARD, GroupResult, available_bands, write_group
@@ -45,18 +45,6 @@ class ConversionResult:
     item: pystac.Item
     catalog_href: str | None
     groups: tuple[GroupResult, ...]
-
-
-def catalog_dir_for(out: str) -> str:
-    """The default catalog folder beside a store: ``<store name>.stac`` (as for mosaics)."""
-    base = str(out).rstrip("/")
-    return (base[: -len(".zarr")] if base.endswith(".zarr") else base) + ".stac"
-
-
-def collection_id_for(out: str) -> str:
-    """The collection id of a converted store: its name without ``.zarr``."""
-    name = str(out).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "geozarr"
 
 
 def convert(
@@ -105,7 +93,7 @@ def convert(
     item = load_item(item_ref)
     source = resolve_source(item)
     out = location.absolute(out)
-    catalog = location.absolute(catalog_dir or catalog_dir_for(out))
+    catalog = location.absolute(catalog_dir or default_catalog_dir(out))
     location.check_writable(
         out, overwrite=overwrite, what="GeoZarr store", storage_options=storage_options
     )
@@ -135,7 +123,7 @@ def convert(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
         zarr.consolidate_metadata(store)
-    collection_id = collection_id_for(out)
+    collection_id = collection_id_for(out, "geozarr")
     thumb_href = location.join(catalog, item.id, "thumbnail.png")
     png = quicklook_png(zarr.open_group(store, mode="r"), groups[0])
     location.write_bytes(thumb_href, png)
