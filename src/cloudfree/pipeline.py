@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -60,6 +60,7 @@ from cloudfree.options import load_mask_config, merged_options
 from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
+from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
@@ -69,6 +70,9 @@ from cloudfree.store.zarr_store import MosaicStore, create_store
 from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
 
 log = logging.getLogger(__name__)
+
+StackLoader = Callable[[GeoBox, Sequence[Scene], LoadOptions, ReadSettings], Stack]
+"""Loads a (padded) tile from the unit's scenes: :func:`load_stack`, or a cube's reader."""
 
 _COLLECTION_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -136,6 +140,8 @@ class MosaicRequest:
     """Process at most this many (unfinished) units, then stop."""
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
+    loader: StackLoader = load_stack
+    """Where tiles come from: the scenes (:func:`load_stack`) or a cube (``--from-cube``)."""
 
     @property
     def encoding(self) -> ValueEncoding:
@@ -209,15 +215,34 @@ def build_request(
     catalog_dir: str | None = None,
     quicklook: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    resampling: str = "bilinear",
+    resampling: str | None = None,
     same_day: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
     limit: int | None = None,
     threads: int | None = None,
+    from_cube: str | None = None,
 ) -> MosaicRequest:
-    """Validate every option and return a request; raises before any expensive work."""
-    aoi = _aoi(bbox, geometry_file)
+    """Validate every option and return a request; raises before any expensive work.
+
+    ``from_cube``: read a cube made by :func:`cloudfree.cube.cube` instead of scenes; the
+    mosaic is on the cube's grid and area, and no search option may be given.
+    """
+    cube: CubeSource | None = None
+    if from_cube is not None:
+        cube = open_cube_source(
+            location.absolute(from_cube),
+            crs=crs,
+            resolution=resolution,
+            search_options={
+                "--stac": stac, "--provider": provider, "--archive": archive,
+                "--tile": tuple(tiles), "--bbox": bbox, "--geometry-file": geometry_file,
+                "--collection": tuple(collections), "--max-cloud-cover": max_cloud_cover,
+                "--max-items": max_items,
+            },
+        )  # fmt: skip
+        crs, resolution = cube.crs_text, cube.resolution
+    aoi = cube.info.aoi if cube else _aoi(bbox, geometry_file)
     timerange = time_range(start_date, end_date)
     resolved_bands = resolve_bands(bands)
     target_crs = parse_crs(crs) if crs else None
@@ -288,7 +313,17 @@ def build_request(
         ):
             if url:
                 location.check_writable(url, overwrite=overwrite, what=what)
-    source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
+    same_day = same_day or (PRESETS[preset].same_day if preset else None)
+    if cube is not None:
+        resampling, same_day = cube.check_mosaic(
+            bands=[b for _, b in resolved_bands],
+            mask_layers=mask_layers,
+            start=timerange.start,
+            end=timerange.end,
+            resampling=resampling,
+            same_day=same_day,
+        )
+    source = cube or select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
     return MosaicRequest(
         source=source,
         query=query,
@@ -308,14 +343,15 @@ def build_request(
         load=LoadOptions(
             bands=tuple(b for _, b in resolved_bands),
             mask_layers=mask_layers,
-            resampling=resampling,
-            same_day=same_day or (PRESETS[preset].same_day if preset else "least-cloudy"),
+            resampling=resampling or "bilinear",
+            same_day=same_day or "least-cloudy",
         ),
         overwrite=overwrite,
         resume=resume,
         limit=limit,
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
+        loader=cube.load_stack if cube else load_stack,
     )
 
 
@@ -603,7 +639,7 @@ def load_masked(
     with data that the mask rejected.
     """
     padded = geobox.pad(halo) if halo else geobox
-    stack = load_stack(padded, scenes, request.load, request.settings)
+    stack = request.loader(padded, scenes, request.load, request.settings)
     clear = request.mask(stack, pixel_size_m)
     stack = stack.crop(halo, inside)
     if halo:
