@@ -1,5 +1,6 @@
-"""The data cube: every solar day of a search on the target grid, as a Zarr v3 ``(time, y, x)``
-array per band plus the layers a cloud mask reads.
+"""The data cube: every solar day of a search on the target grid, in a Zarr v3 store.
+
+One ``(time, y, x)`` array per band, plus the layers a cloud mask reads.
 
 ``cube(**options)`` = ``build_cube_request`` (validate everything) -> ``search_cube`` ->
 ``plan_cube`` (time axis = the solar days found, so the shape is known before any pixel is read)
@@ -519,4 +520,3 @@ def cube(*, progress: ProgressCallback | None = None, **options: object) -> Cube
     """
     request = build_cube_request(**options)  # type: ignore[arg-type]
     return run_cube(request, progress=progress)
-

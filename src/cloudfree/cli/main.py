@@ -354,5 +354,10 @@ def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
     click.echo(report)
 
 
+from cloudfree.cli.cube import cube  # noqa: E402
+
+cli.add_command(cube)
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 
@@ -34,17 +33,13 @@ from cloudfree.store.cube_store import CubeInfo, CubeStore, missing_value, read_
 PROVIDER = "cloudfree-cube"
 
 
-@dataclass(frozen=True)
 class CubeSource:
     """The time layers of a cube, as scenes, and the loader that reads them."""
 
-    url: str
-    info: CubeInfo
-
-    @property
-    def description(self) -> str:
-        """For messages."""
-        return f"the cube {self.url}"
+    def __init__(self, url: str, info: CubeInfo) -> None:
+        self.url = url
+        self.info = info
+        self.description = f"the cube {url}"
 
     @property
     def crs_text(self) -> str:

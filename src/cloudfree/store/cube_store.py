@@ -174,6 +174,9 @@ def create_cube(url: str, info: CubeInfo, *, attrs: Mapping[str, Any]) -> None:
     chunks = (info.time_chunk, *spatial)
     unit = (info.time_shard, *spatial)
     coords = xr_coords(info.geobox, crs_coord_name="spatial_ref")
+    # ("y", "x"), or ("latitude", "longitude") on geographic grids: the names of the coordinates
+    spatial_dims = (str(info.geobox.dimensions[0]), str(info.geobox.dimensions[1]))
+    dims = ("time", *spatial_dims)
     times = pd.DatetimeIndex([pd.Timestamp(d) for d in info.days])
     variables: dict[str, xr.DataArray] = {}
     for var in (*info.bands, *info.layers):
@@ -203,13 +206,13 @@ def create_cube(url: str, info: CubeInfo, *, attrs: Mapping[str, Any]) -> None:
             template = da.full(shape, np.nan, dtype=np.float32, chunks=unit)
             attrs_ |= {"long_name": f"{band.id} probability", "units": "%"}
             encoding["_FillValue"] = fill
-        array = xr.DataArray(template, dims=("time", "y", "x"), attrs=attrs_)
+        array = xr.DataArray(template, dims=dims, attrs=attrs_)
         array.encoding = encoding
         variables[var.name] = array
     ds = xr.Dataset(variables, coords={"time": times, **coords})
     ds["time"].attrs["long_name"] = "solar day of the acquisitions"
     ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
-    ds.attrs.update(geozarr_attributes(info.geobox))
+    ds.attrs.update(geozarr_attributes(info.geobox, dims=spatial_dims))
     ds.attrs.update(attrs)
     ds.attrs[CUBE_ATTRIBUTE] = json.dumps(info.to_json())
     with warnings.catch_warnings():
