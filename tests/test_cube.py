@@ -306,3 +306,30 @@ def test_cli_initializes_then_fills(archive, tmp_path, whole):
          str(tmp_path / "m.zarr"), "--stac", "x"],
     )  # fmt: skip
     assert mosaic.exit_code == 2 and "drop --stac" in mosaic.stderr
+
+
+def _take_lock(url, start, results):
+    while time.time() < start:
+        pass
+    try:
+        Manifest(url).acquire()
+        results.put("got")
+        time.sleep(2)  # alive while the other tries
+    except StoreLockedError:
+        results.put("refused")
+
+
+def test_of_two_runs_starting_together_exactly_one_gets_the_store(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # both start at once, no import delay
+    for attempt in range(3):
+        results = context.Queue()
+        start = time.time() + 0.3
+        url = str(tmp_path / f"s{attempt}.zarr")
+        runs = [context.Process(target=_take_lock, args=(url, start, results)) for _ in "ab"]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(30)
+        assert sorted([results.get(timeout=5), results.get(timeout=5)]) == ["got", "refused"]

@@ -487,6 +487,9 @@ def run_cube(request: CubeRequest, *, progress: ProgressCallback | None = None) 
         lock = manifest.acquire()  # before the check: the plan may be being written
     try:
         if request.initialize:
+            if location.exists(location.join(request.out, "zarr.json")):
+                # another run made it between this one's check and its lock
+                location.check_writable(request.out, overwrite=False, what="Cube store")
             initialize_cube(request, job)
         else:
             check_initialized(request, job)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -105,10 +106,37 @@ class Manifest:
     # -- lock ----------------------------------------------------------------------------------
 
     def acquire(self) -> dict[str, Any]:
-        """Take the store's lock, or raise :class:`StoreLockedError` naming its holder."""
+        """Take the store's lock, or raise :class:`StoreLockedError` naming its holder.
+
+        On a local store the lock file is created exclusively, so of two runs starting at the
+        same moment exactly one gets it; the other is refused like any second writer.
+        """
         self.ensure_unlocked()
+        url = self._url("lock.json")
         mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
-        self._write(self._url("lock.json"), mine)
+        if location.is_remote(url):
+            self._write(url, mine)
+            return mine
+        path = location.local_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        holder = self._read(url)
+        if holder is not None:  # taken since the check, or a dead run's lock
+            if _alive(holder):
+                self.ensure_unlocked()  # raises, naming the holder
+            path.unlink(missing_ok=True)
+        # written aside, then hard-linked into place: the link fails if the lock exists, and a
+        # reader never sees a half-written lock
+        aside = path.with_name(f"lock.{os.getpid()}.{threading.get_ident()}.tmp")
+        aside.write_text(json.dumps(mine, sort_keys=True, indent=1))
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            self.ensure_unlocked()  # names the run that just took it
+            raise StoreLockedError(
+                f"{self.store_url} was just locked by another run; wait for it to finish."
+            ) from None
+        finally:
+            aside.unlink(missing_ok=True)
         return mine
 
     def ensure_unlocked(self) -> None:
