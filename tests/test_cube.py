@@ -333,3 +333,25 @@ def test_of_two_runs_starting_together_exactly_one_gets_the_store(tmp_path):
         for run in runs:
             run.join(30)
         assert sorted([results.get(timeout=5), results.get(timeout=5)]) == ["got", "refused"]
+
+
+def test_a_cube_of_a_geometry_file_clips_its_mosaic_as_the_scenes_mosaic(archive, tmp_path):
+    import json
+
+    minx, miny, maxx, maxy = archive.overlap_bbox()
+    triangle = [[minx, miny], [maxx, miny], [(minx + maxx) / 2, maxy], [minx, miny]]
+    area = tmp_path / "area.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [triangle]}))
+    out = tmp_path / "clip.zarr"
+    cube(**{**options(archive, out, geometry_file=str(area)), "bbox": None})
+    cloudfree.mosaic(
+        stac=str(archive.catalog),
+        geometry_file=str(area),
+        crs="EPSG:2157",
+        resolution=20.0,
+        **mosaic_options(archive, tmp_path / "scenes.zarr"),
+    )
+    cloudfree.mosaic(from_cube=str(out), **mosaic_options(archive, tmp_path / "cube.zarr"))
+    same_values(tmp_path / "cube.zarr", tmp_path / "scenes.zarr", ("red", "nir", "observations"))
+    red = raw(tmp_path / "cube.zarr", "red")[0]
+    assert red[1, 1] == NODATA and (red != NODATA).mean() > 0.3  # clipped, not empty
