@@ -355,3 +355,23 @@ def test_a_cube_of_a_geometry_file_clips_its_mosaic_as_the_scenes_mosaic(archive
     same_values(tmp_path / "cube.zarr", tmp_path / "scenes.zarr", ("red", "nir", "observations"))
     red = raw(tmp_path / "cube.zarr", "red")[0]
     assert red[1, 1] == NODATA and (red != NODATA).mean() > 0.3  # clipped, not empty
+
+
+def test_a_failed_unit_is_recorded_with_its_reason_and_resumes_once_readable(tmp_path):
+    from cloudfree.errors import RunFailedError
+    from cloudfree.testing import make_archive
+
+    small = make_archive(tmp_path / "archive", seed=3, tile_size=128)
+    cog = next((tmp_path / "archive").rglob("S2A_29UPV_20211103*/B04.tif"))
+    good = cog.read_bytes()
+    cog.write_bytes(good[:200])  # a truncated COG: every read of it fails
+    out = tmp_path / "failing.zarr"
+    cube_options = options(small, out, bands=["red"], margin_m=0.0, threads=1)
+    with pytest.raises(RunFailedError, match="B04"):
+        cube(**cube_options)
+    failures = Manifest(str(out)).failures()
+    assert failures and all(cog.parent.name in r["reason"] for r in failures.values())
+    assert not (out / "_cloudfree" / "lock.json").exists()
+    cog.write_bytes(good)
+    assert cube(**{**cube_options, "resume": True}).remaining == 0
+    assert not Manifest(str(out)).failures()
