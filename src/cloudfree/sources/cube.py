@@ -40,6 +40,17 @@ class CubeSource:
         self.url = url
         self.info = info
         self.description = f"the cube {url}"
+        self._store: CubeStore | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (for another process) without the open store; it reopens there."""
+        return {**self.__dict__, "_store": None}
+
+    def _opened(self) -> CubeStore:
+        # opened once (consolidated metadata: one read); zarr arrays read from many threads
+        if self._store is None:
+            self._store = CubeStore(self.url, mode="r")
+        return self._store
 
     @property
     def crs_text(self) -> str:
@@ -105,7 +116,7 @@ class CubeSource:
         ys = slice(max(row0, 0), min(row0 + ny, cy))
         xs = slice(max(col0, 0), min(col0 + nx, cx))
         inner = (slice(ys.start - row0, ys.stop - row0), slice(xs.start - col0, xs.stop - col0))
-        store = CubeStore(self.url, mode="r")
+        store = self._opened()
         span = slice(times[0], times[-1] + 1) if times else slice(0, 0)
         picked = [t - span.start for t in times]
 
