@@ -375,3 +375,39 @@ def test_a_failed_unit_is_recorded_with_its_reason_and_resumes_once_readable(tmp
     cog.write_bytes(good)
     assert cube(**{**cube_options, "resume": True}).remaining == 0
     assert not Manifest(str(out)).failures()
+
+
+def test_validity_is_the_masks_verdict_whatever_the_tiling(archive, tmp_path):
+    from cloudfree.bands import SclClass
+
+    verdicts = {}
+    for chunk in (64, 8192):  # many tiles with the clean-up halo, or one tile
+        out = tmp_path / f"valid-{chunk}.zarr"
+        # no opening (it would let cloud specks through); the 60 m dilation reaches over tiles
+        cube(
+            **options(
+                archive,
+                out,
+                chunk_size=chunk,
+                validity=True,
+                bands=["red"],
+                mask_options={"opening_m": 0},
+            )
+        )
+        verdicts[chunk] = raw(out, "valid")
+    valid = verdicts[64]
+    np.testing.assert_array_equal(valid, verdicts[8192])
+    red, scl = raw(out, "red"), raw(out, "scl")
+    assert ((valid == 255) == (red == NODATA)).all()
+    clear = valid == 1
+    assert 0.2 < clear.sum() / (valid != 255).sum() < 0.95
+    clouds = [
+        SclClass.CLOUD_HIGH_PROBABILITY,
+        SclClass.CLOUD_MEDIUM_PROBABILITY,
+        SclClass.THIN_CIRRUS,
+        SclClass.CLOUD_SHADOWS,
+    ]
+    assert not np.isin(scl[clear], [int(c) for c in clouds]).any()
+    # the dilation rejects clear-looking pixels next to clouds, as a mosaic's mask does
+    surface = [int(SclClass.VEGETATION), int(SclClass.NOT_VEGETATED)]
+    assert (np.isin(scl, surface) & (valid == 0)).any()

@@ -46,13 +46,18 @@ from cloudfree.grid import (
     utm_crs_for,
 )
 from cloudfree.load import LoadOptions, load_stack
-from cloudfree.masks import make_mask
+from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import load_mask_config, merged_options
 from cloudfree.pipeline import _aoi, _query, _search_or_fail
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.store import location
 from cloudfree.store.cube_store import (
+    VALID,
+    VALID_BAND,
+    VALID_CLEAR,
+    VALID_NODATA,
+    VALID_REJECTED,
     CubeInfo,
     CubeStore,
     CubeVariable,
@@ -82,8 +87,10 @@ class CubeRequest:
     resolution: float | None
     margin_m: float
     """Metres of context stored around the area, for masks and methods that look around."""
-    mask_name: str
-    """The cloud mask whose layers the cube stores."""
+    mask: CloudMask
+    """The cloud mask whose layers the cube stores (and whose verdict, with ``validity``)."""
+    validity: bool
+    """Also store ``valid``: the mask's verdict per observation (clean-up halo included)."""
     out: str
     chunk_size: int
     time_chunk: int
@@ -104,7 +111,8 @@ class CubeRequest:
         return (
             f"Sentinel-2 L2A per solar day, same-solar-day scenes merged "
             f"({self.load.same_day} first), {self.load.resampling} resampling, layers of the "
-            f"{self.mask_name} cloud mask"
+            f"{self.mask.name} cloud mask"
+            + (f", validity by {self.mask.describe()}" if self.validity else "")
         )
 
 
@@ -130,6 +138,10 @@ class CubePlan:
     tiles: GeoboxTiles
     units: tuple[CubeUnit, ...]
     scenes: tuple[Scene, ...]
+    halo: int = 0
+    """Pixels loaded around each tile for the mask's verdict (``validity``), else 0."""
+    pixel_size_m: float = 0.0
+    """The area grid's pixel size in metres, as a mosaic of it gives its mask."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -181,6 +193,7 @@ def build_cube_request(
     chunk_size: int = 1024,
     time_chunk: int = DEFAULT_TIME_CHUNK,
     time_shard: int | None = None,
+    validity: bool = False,
     resampling: str | None = None,
     same_day: str | None = None,
     initialize: bool | None = None,
@@ -248,7 +261,8 @@ def build_cube_request(
         crs=target_crs,
         resolution=resolution,
         margin_m=float(margin_m),
-        mask_name=mask.name,
+        mask=mask,
+        validity=validity,
         out=out,
         chunk_size=chunk_size,
         time_chunk=time_chunk,
@@ -319,7 +333,8 @@ def plan_cube(request: CubeRequest, scenes: Sequence[Scene]) -> CubePlan:
             unary_union([s.footprint for s in by_day[d]]) or by_day[d][0].footprint for d in days
         ),
         bands=tuple(CubeVariable(name, band.id) for name, band in request.bands),
-        layers=_layer_variables(request),
+        layers=_layer_variables(request)
+        + ((CubeVariable(VALID, VALID_BAND),) if request.validity else ()),
         aoi=request.query.aoi,
         start=request.query.timerange.start,
         end=request.query.timerange.end,
@@ -329,12 +344,15 @@ def plan_cube(request: CubeRequest, scenes: Sequence[Scene]) -> CubePlan:
         time_chunk=request.time_chunk,
         time_shard=request.time_shard,
     )
+    pixel_size_m = pixel_size_metres(area)
+    halo = context_pixels(request.mask.halo_m(), pixel_size_m) if request.validity else 0
     tiles = GeoboxTiles(geobox, (request.chunk_size, request.chunk_size))
     extents: dict[tuple[int, int], tuple[GeoBox, Geometry]] = {}
     for iy in range(tiles.shape.y):
         for ix in range(tiles.shape.x):
             tile = cast(GeoBox, tiles[iy, ix])
-            extents[(iy, ix)] = (tile, tile.extent.to_crs("EPSG:4326"))
+            # scenes touching the halo count: the mask's clean-up sees them
+            extents[(iy, ix)] = (tile, tile.pad(halo).extent.to_crs("EPSG:4326"))
     units: list[CubeUnit] = []
     for block, t0 in enumerate(range(0, len(days), request.time_shard)):
         t1 = min(t0 + request.time_shard, len(days))
@@ -351,7 +369,14 @@ def plan_cube(request: CubeRequest, scenes: Sequence[Scene]) -> CubePlan:
                         scenes=touching,
                     )
                 )
-    return CubePlan(info=info, tiles=tiles, units=tuple(units), scenes=tuple(scenes))
+    return CubePlan(
+        info=info,
+        tiles=tiles,
+        units=tuple(units),
+        scenes=tuple(scenes),
+        halo=halo,
+        pixel_size_m=pixel_size_m,
+    )
 
 
 def fingerprint(request: CubeRequest, job: CubePlan) -> dict[str, object]:
@@ -406,7 +431,16 @@ def check_initialized(request: CubeRequest, job: CubePlan) -> None:
 
 def load_block(request: CubeRequest, job: CubePlan, unit: CubeUnit) -> dict[str, np.ndarray]:
     """One unit's values: ``(time, y, x)`` per variable, "no data" where no scene has data."""
-    stack = load_stack(unit.geobox, unit.scenes, request.load, request.settings)
+    halo = job.halo
+    stack = load_stack(unit.geobox.pad(halo), unit.scenes, request.load, request.settings)
+    valid = None
+    if request.validity:
+        clear = request.mask(stack, job.pixel_size_m)
+        stack = stack.crop(halo)
+        if halo:
+            clear = clear[:, halo:-halo, halo:-halo]
+        valid = np.where(clear, VALID_CLEAR, VALID_REJECTED).astype(np.uint8)
+        valid[~stack.has_data] = VALID_NODATA
     t0, t1 = unit.times
     ny, nx = unit.geobox.shape.yx
     index = {day: i - t0 for i, day in enumerate(job.info.days[t0:t1], start=t0)}
@@ -417,8 +451,14 @@ def load_block(request: CubeRequest, job: CubePlan, unit: CubeUnit) -> dict[str,
         values[rows] = stack.data[:, i]
         block[var.name] = values
     for var in job.info.layers:
-        values = np.full((t1 - t0, ny, nx), missing_value(var.spec), dtype=storage_dtype(var.spec))
-        values[rows] = stack.layers[var.band]
+        if var.band == VALID_BAND:
+            values = np.full((t1 - t0, ny, nx), VALID_NODATA, dtype=np.uint8)
+            values[rows] = valid
+        else:
+            values = np.full(
+                (t1 - t0, ny, nx), missing_value(var.spec), dtype=storage_dtype(var.spec)
+            )
+            values[rows] = stack.layers[var.band]
         block[var.name] = values
     return block
 

@@ -86,6 +86,12 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="TOML or JSON file of mask options (and cloud_mask).",
 )
 @click.option(
+    "--validity",
+    is_flag=True,
+    help="Also store `valid`: the cloud mask's verdict per observation (1 clear, 0 rejected, "
+    "255 no data), clean-up included.",
+)
+@click.option(
     "--resampling",
     type=click.Choice(RESAMPLING_CHOICES),
     default=None,

@@ -28,7 +28,13 @@ from cloudfree.load import LoadOptions
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources.base import SearchQuery
 from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Stack
-from cloudfree.store.cube_store import CubeInfo, CubeStore, missing_value, read_info
+from cloudfree.store.cube_store import (
+    VALID_BAND,
+    CubeInfo,
+    CubeStore,
+    missing_value,
+    read_info,
+)
 
 PROVIDER = "cloudfree-cube"
 
@@ -75,6 +81,8 @@ class CubeSource:
     def _scene(self, index: int, day: date) -> Scene:
         assets = {}
         for var in (*self.info.bands, *self.info.layers):
+            if var.band == VALID_BAND:  # a verdict, not a layer a mask reads
+                continue
             band = var.spec
             assets[var.band] = BandAsset(
                 href=f"{self.url}#{var.name}",

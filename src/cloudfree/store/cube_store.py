@@ -37,6 +37,11 @@ from cloudfree.store.geozarr import geozarr_attributes
 
 CUBE_ATTRIBUTE = "cloudfree:cube"
 
+#: The mask's verdict per observation (``cloudfree cube --validity``): its variable name, the
+#: id it has among the cube's layers (no band of the registry), and its values.
+VALID, VALID_BAND = "valid", "VALID"
+VALID_REJECTED, VALID_CLEAR, VALID_NODATA = 0, 1, 255
+
 
 def missing_value(band: Band) -> int:
     """The stored value meaning "no data" for a band (its stack encoding's)."""
@@ -63,8 +68,8 @@ class CubeVariable:
 
     @property
     def spec(self) -> Band:
-        """The band's registry entry."""
-        return BANDS[self.band]
+        """The band's registry entry (SCL's for ``valid``: uint8 classes, never scaled)."""
+        return BANDS["SCL" if self.band == VALID_BAND else self.band]
 
 
 @dataclass(frozen=True)
@@ -181,8 +186,8 @@ def create_cube(url: str, info: CubeInfo, *, attrs: Mapping[str, Any]) -> None:
     variables: dict[str, xr.DataArray] = {}
     for var in (*info.bands, *info.layers):
         band = var.spec
-        fill = missing_value(band)
-        attrs_: dict[str, Any] = {"grid_mapping": "spatial_ref", "cloudfree:band": band.id}
+        fill = VALID_NODATA if var.band == VALID_BAND else missing_value(band)
+        attrs_: dict[str, Any] = {"grid_mapping": "spatial_ref", "cloudfree:band": var.band}
         encoding: dict[str, Any] = {
             "dtype": storage_dtype(band),
             "fill_value": fill,
@@ -190,7 +195,15 @@ def create_cube(url: str, info: CubeInfo, *, attrs: Mapping[str, Any]) -> None:
         }
         if info.time_shard != info.time_chunk:
             encoding["shards"] = unit
-        if band.is_reflectance:
+        if var.band == VALID_BAND:
+            template = da.full(shape, VALID_NODATA, dtype=np.uint8, chunks=unit)
+            attrs_ |= {
+                "long_name": "clear according to the cloud mask (255: no data)",
+                "flag_values": [VALID_REJECTED, VALID_CLEAR],
+                "flag_meanings": "rejected clear",
+            }
+            encoding["_FillValue"] = None
+        elif band.is_reflectance:
             template = da.full(shape, np.nan, dtype=np.float32, chunks=unit)
             attrs_ |= {"long_name": f"{var.name} surface reflectance", "units": "1"}
             encoding |= {
