@@ -146,17 +146,23 @@ def test_kill_9_then_resume_is_bit_identical_and_a_second_writer_is_refused(
     ]  # fmt: skip
     run = subprocess.Popen(command, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     done = out / "_cloudfree" / "done"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and run.poll() is None:
-        if done.exists() and len(list(done.iterdir())) >= 3:
-            break
-        time.sleep(0.05)
-    assert run.poll() is None, "the run finished before it could be killed"
+
+    def wait_for(units: int) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if done.exists() and len(list(done.iterdir())) >= units:
+                return
+            time.sleep(0.05)
+
+    wait_for(1)
+    assert run.poll() is None, "the run finished before a second one could start"
     # a second run on the same store, while the first writes it, is refused
     with pytest.raises(StoreLockedError, match=f"process {run.pid}"):
         cube(**options(archive, out, resume=True))
     with pytest.raises(StoreLockedError):
         cube(**options(archive, out, overwrite=True))
+    wait_for(3)
+    assert run.poll() is None, "the run finished before it could be killed"
     run.send_signal(signal.SIGKILL)
     run.wait()
     finished = len(list(done.iterdir()))
