@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "mosaic"]
+__all__ = ["__version__", "cube", "mosaic"]
 
 
 def __getattr__(name: str) -> object:
@@ -11,4 +11,8 @@ def __getattr__(name: str) -> object:
         from cloudfree.pipeline import mosaic
 
         return mosaic
+    if name == "cube":
+        from cloudfree.cube import cube
+
+        return cube
     raise AttributeError(name)

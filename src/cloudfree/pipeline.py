@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -61,6 +61,7 @@ from cloudfree.options import load_mask_config, merged_options
 from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
+from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.cog import write_period_cog
@@ -70,6 +71,9 @@ from cloudfree.store.zarr_store import MosaicStore, create_store
 from cloudfree.timeframe import Period, PeriodSpec, TimeRange, parse_period, time_range
 
 log = logging.getLogger(__name__)
+
+StackLoader = Callable[[GeoBox, Sequence[Scene], LoadOptions, ReadSettings], Stack]
+"""Loads a (padded) tile from the unit's scenes: :func:`load_stack`, or a cube's reader."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class MosaicRequest:
     """Process at most this many (unfinished) units, then stop."""
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
+    loader: StackLoader = load_stack
+    """Where tiles come from: the scenes (:func:`load_stack`) or a cube (``--from-cube``)."""
 
     @property
     def encoding(self) -> ValueEncoding:
@@ -208,15 +214,34 @@ def build_request(
     catalog_dir: str | None = None,
     quicklook: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    resampling: str = "bilinear",
+    resampling: str | None = None,
     same_day: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
     limit: int | None = None,
     threads: int | None = None,
+    from_cube: str | None = None,
 ) -> MosaicRequest:
-    """Validate every option and return a request; raises before any expensive work."""
-    aoi = _aoi(bbox, geometry_file)
+    """Validate every option and return a request; raises before any expensive work.
+
+    ``from_cube``: read a cube made by :func:`cloudfree.cube.cube` instead of scenes; the
+    mosaic is on the cube's grid and area, and no search option may be given.
+    """
+    cube: CubeSource | None = None
+    if from_cube is not None:
+        cube = open_cube_source(
+            location.absolute(from_cube),
+            crs=crs,
+            resolution=resolution,
+            search_options={
+                "--stac": stac, "--provider": provider, "--archive": archive,
+                "--tile": tuple(tiles), "--bbox": bbox, "--geometry-file": geometry_file,
+                "--collection": tuple(collections), "--max-cloud-cover": max_cloud_cover,
+                "--max-items": max_items,
+            },
+        )  # fmt: skip
+        crs, resolution = cube.crs_text, cube.resolution
+    aoi = cube.info.aoi if cube else _aoi(bbox, geometry_file)
     timerange = time_range(start_date, end_date)
     resolved_bands = resolve_bands(bands)
     target_crs = parse_crs(crs) if crs else None
@@ -287,7 +312,17 @@ def build_request(
         ):
             if url:
                 location.check_writable(url, overwrite=overwrite, what=what)
-    source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
+    same_day = same_day or (PRESETS[preset].same_day if preset else None)
+    if cube is not None:
+        resampling, same_day = cube.check_mosaic(
+            bands=[b for _, b in resolved_bands],
+            mask_layers=mask_layers,
+            start=timerange.start,
+            end=timerange.end,
+            resampling=resampling,
+            same_day=same_day,
+        )
+    source = cube or select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
     return MosaicRequest(
         source=source,
         query=query,
@@ -307,14 +342,15 @@ def build_request(
         load=LoadOptions(
             bands=tuple(b for _, b in resolved_bands),
             mask_layers=mask_layers,
-            resampling=resampling,
-            same_day=same_day or (PRESETS[preset].same_day if preset else "least-cloudy"),
+            resampling=resampling or "bilinear",
+            same_day=same_day or "least-cloudy",
         ),
         overwrite=overwrite,
         resume=resume,
         limit=limit,
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
+        loader=cube.load_stack if cube else load_stack,
     )
 
 
@@ -589,7 +625,7 @@ def load_masked(
     with data that the mask rejected.
     """
     padded = geobox.pad(halo) if halo else geobox
-    stack = load_stack(padded, scenes, request.load, request.settings)
+    stack = request.loader(padded, scenes, request.load, request.settings)
     clear = request.mask(stack, pixel_size_m)
     stack = stack.crop(halo, inside)
     if halo:

@@ -165,6 +165,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--period", type=PERIOD, default=None, help="all, month, quarter or <N>months (default all)."
 )
 @click.option("--out", required=True, help="Zarr store path or URL to write.")
+@click.option(
+    "--from-cube",
+    default=None,
+    metavar="STORE",
+    help="Composite a cube made by `cloudfree cube` instead of searching scenes (on its grid "
+    "and area; no --stac/--bbox/--crs/--resolution).",
+)
 @click.option("--cog", "cog_dir", default=None, help="Folder for one multi-band COG per period.")
 @click.option(
     "--catalog",
@@ -176,9 +183,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--resampling",
     type=click.Choice(RESAMPLING_CHOICES),
-    default="bilinear",
-    show_default=True,
-    help="Resampling for reflectance (class and probability layers are always nearest).",
+    default=None,
+    help="Resampling for reflectance (default bilinear; class and probability layers are "
+    "always nearest).",
 )
 @click.option(
     "--same-day",
@@ -349,9 +356,11 @@ def demo(ctx: click.Context, workdir: str, seed: int, tile_size: int) -> None:
 
 # Commands in their own modules, registered once the group exists.
 from cloudfree.cli.convert import convert, validate  # noqa: E402
+from cloudfree.cli.cube import cube  # noqa: E402
 from cloudfree.cli.publish import publish  # noqa: E402
 
 cli.add_command(convert)
+cli.add_command(cube)
 cli.add_command(validate)
 cli.add_command(publish)
 

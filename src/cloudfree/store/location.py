@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,18 +80,22 @@ def write_bytes(url: str, payload: bytes) -> None:
 def create_exclusive(url: str, payload: bytes) -> bool:
     """Write a small file only if nothing is at ``url``; ``False`` if something already is.
 
-    Atomic where the storage offers it: ``O_EXCL`` on a local disk, a conditional put
+    Atomic where the storage offers it: a hard link on a local disk, a conditional put
     (``If-None-Match: *``) on S3 and S3-compatible stores. Elsewhere it is check-then-write.
     """
     if not is_remote(url):
         target = local_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # written aside, then hard-linked into place: the link fails if the file exists, and a
+        # reader never sees it half-written
+        aside = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        aside.write_bytes(payload)
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(aside, target)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+        finally:
+            aside.unlink(missing_ok=True)
         return True
     fs, path = fsspec.core.url_to_fs(url)
     if fs.protocol and "s3" in fs.protocol:

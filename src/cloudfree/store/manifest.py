@@ -7,7 +7,7 @@
   every unit writes exactly its own region, so redoing it is harmless.
 - ``failed/<unit key>.json``: the reason a unit failed (removed when it later succeeds).
 - ``lock.json``: the run writing the store (host, process id, start time), created exclusively
-  (``O_EXCL`` on disk, a conditional put on S3). A second run is refused while that process
+  (a hard link on disk, a conditional put on S3). A second run is refused while that process
   lives; the lock of a process that no longer exists on this host (``kill -9``) is taken over.
 
 One object per record, never a shared file, so units finishing at the same time (or on other
@@ -107,7 +107,7 @@ class Manifest:
     def acquire(self) -> dict[str, Any]:
         """Take the store's lock, or raise :class:`StoreLockedError` naming its holder.
 
-        The lock is created exclusively (``O_EXCL`` locally, a conditional put on S3), so of two
+        The lock is created exclusively (a hard link locally, a conditional put on S3), so of two
         runs starting together exactly one gets it. A dead holder's lock on this host is removed
         and the creation tried once more; a run taking it over at the same moment loses then.
         """

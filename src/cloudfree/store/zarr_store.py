@@ -52,6 +52,9 @@ def create_store(
     shape = plan.shape
     chunks = (1, min(chunk, shape[1]), min(chunk, shape[2]))
     coords = xr_coords(plan.geobox, crs_coord_name="spatial_ref")
+    # ("y", "x"), or ("latitude", "longitude") on geographic grids: the names of the coordinates
+    spatial_dims = (str(plan.geobox.dimensions[0]), str(plan.geobox.dimensions[1]))
+    dims = ("time", *spatial_dims)
     times = pd.DatetimeIndex([pd.Timestamp(p.start) for p in plan.periods])
     variables: dict[str, xr.DataArray] = {}
     for name in band_names:
@@ -60,7 +63,7 @@ def create_store(
             da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
             if scaled
             else da.zeros(shape, dtype=encoding.dtype, chunks=chunks),
-            dims=("time", "y", "x"),
+            dims=dims,
             attrs={
                 "grid_mapping": "spatial_ref",
                 "long_name": encoding.long_name.format(band=name),
@@ -78,7 +81,7 @@ def create_store(
         variables[name] = var
     obs = xr.DataArray(
         da.zeros(shape, dtype=np.uint16, chunks=chunks),
-        dims=("time", "y", "x"),
+        dims=dims,
         attrs={
             "grid_mapping": "spatial_ref",
             "long_name": "number of clear observations (distinct solar days)",
@@ -91,7 +94,7 @@ def create_store(
         dtype, fill, extra = _PROVENANCE_STORAGE[layer]
         prov = xr.DataArray(
             da.full(shape, fill, dtype=dtype, chunks=chunks),
-            dims=("time", "y", "x"),
+            dims=dims,
             # CF units on the stored integers: xarray decodes ``date`` to datetime64 (NaT fill).
             attrs={"grid_mapping": "spatial_ref", "long_name": PROVENANCE_LAYERS[layer], **extra},
         )
@@ -99,7 +102,7 @@ def create_store(
         variables[layer] = prov
     ds = xr.Dataset(variables, coords={"time": times, **coords})
     ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
-    ds.attrs.update(geozarr_attributes(plan.geobox))
+    ds.attrs.update(geozarr_attributes(plan.geobox, dims=spatial_dims))
     ds.attrs.update(attrs)
     with warnings.catch_warnings():
         # Consolidated metadata is a zarr-python extension to v3 that xarray and GDAL read; the

@@ -1,0 +1,151 @@
+"""``cloudfree cube``: an analysis-ready Zarr v3 data cube, one time layer per solar day."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from cloudfree.cli.options import BAND, grid_options, source_options
+from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
+from cloudfree.masks import mask_names
+from cloudfree.options import parse_option_pairs
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """main.py's error handling, looked up when the command runs.
+
+    Importing ``cloudfree.cli.main`` here at import time would be circular when it runs as
+    ``python -m cloudfree.cli.main`` (it registers this command at its end).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cloudfree.cli import main
+
+        return main._handle_errors(func)(*args, **kwargs)
+
+    return wrapper
+
+
+@click.command()
+@source_options
+@click.option(
+    "--bands",
+    "bands",
+    multiple=True,
+    type=BAND,
+    default=("B04", "B03", "B02"),
+    show_default=True,
+    help="Band to store (repeatable): B04 or red, B08 or nir, ...",
+)
+@grid_options
+@click.option(
+    "--time-chunk",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Solar days per Zarr chunk.",
+)
+@click.option(
+    "--time-shard",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Solar days per shard and per work unit, a multiple of --time-chunk (default: "
+    "--time-chunk, no sharding).",
+)
+@click.option(
+    "--margin",
+    "margin_m",
+    type=click.FloatRange(0, 100_000),
+    default=0.0,
+    show_default=True,
+    help="Metres stored around the area, so `mosaic --from-cube` with a mask clean-up or "
+    "best-pixel sees the same context at the edges as a mosaic from the scenes.",
+)
+@click.option(
+    "--cloud-mask",
+    default=None,
+    metavar="NAME",
+    help=f"Store the layers this cloud mask reads: {', '.join(mask_names())} (default scl: "
+    "the SCL layer; none: no layer).",
+)
+@click.option(
+    "--mask-option",
+    "mask_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A cloud-mask option (repeatable), where it changes the layers read.",
+)
+@click.option(
+    "--mask-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML or JSON file of mask options (and cloud_mask).",
+)
+@click.option(
+    "--validity",
+    is_flag=True,
+    help="Also store `valid`: the cloud mask's verdict per observation (1 clear, 0 rejected, "
+    "255 no data), clean-up included.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(RESAMPLING_CHOICES),
+    default=None,
+    help="Resampling for reflectance (default bilinear; class and probability layers are "
+    "always nearest).",
+)
+@click.option(
+    "--same-day",
+    type=click.Choice(SAME_DAY_CHOICES),
+    default=None,
+    help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
+    "(default) or the newest.",
+)
+@click.option("--out", required=True, help="Zarr store path or URL of the cube.")
+@click.option(
+    "--initialize/--no-initialize",
+    default=None,
+    help="--initialize only creates the empty store (its shape is known from the search); "
+    "--no-initialize fills an existing one. Default: both.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default: CPU count).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a stopped run: fill only the work units not recorded as finished.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Fill at most N (unfinished) work units, then stop; continue with --resume.",
+)
+@click.pass_context
+@_handle_errors
+def cube(ctx: click.Context, mask_option_pairs: tuple[str, ...], **options: Any) -> None:
+    """Write every solar day of a search on the target grid into a Zarr v3 cube."""
+    from cloudfree.cli.main import _progress
+    from cloudfree.cube import build_cube_request, run_cube
+
+    options["mask_options"] = parse_option_pairs(mask_option_pairs)
+    request = build_cube_request(**options)
+    with _progress(not ctx.obj["quiet"] and request.fill, "filling cube") as progress:
+        result = run_cube(request, progress=progress)
+    if not ctx.obj["quiet"]:
+        click.echo(
+            f"Cube {result.out}: shape {result.shape} (time, y, x) in {result.crs}, variables "
+            f"{', '.join(result.variables)}, {len(result.days)} solar days from "
+            f"{result.scenes} scenes in {result.units} work units."
+        )
+        if result.remaining:
+            click.echo(f"{result.remaining} work unit(s) to fill; rerun with --resume.")
