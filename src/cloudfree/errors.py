@@ -39,6 +39,14 @@ class RunFailedError(CloudfreeError):
     """One or more work units failed; nothing was reported as a success."""
 
 
+class MemoryLimitError(InvalidInputError):
+    """A work unit would need more memory than a worker may use; refused before any read."""
+
+
+class EngineError(CloudfreeError):
+    """The Dask cluster could not be started or reached."""
+
+
 class CloudfreeWarning(UserWarning):
     """Base class of warnings users can filter."""
 
