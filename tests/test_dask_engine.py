@@ -268,3 +268,24 @@ def test_run_units_keeps_its_thread_signature():
     assert sorted(seen) == [1, 2, 3]
     run_units([4], seen.append, key=str, engine=ThreadEngine(1))
     assert sorted(seen) == [1, 2, 3, 4]
+
+
+def test_a_cloudfree_error_from_gdal_reaches_the_client_as_itself():
+    """rasterio's GDAL errors do not unpickle; the unit's error must not be chained to one."""
+    import rasterio
+    from distributed.core import error_message
+    from distributed.protocol.pickle import loads
+
+    from cloudfree.engine.dask_engine import _run
+    from cloudfree.errors import ReadError
+
+    def read(_unit):
+        try:
+            rasterio.open("/vsis3/no-such-bucket/x.tif")
+        except rasterio.errors.RasterioError:
+            raise ReadError("Reading band B04 failed") from None
+
+    with pytest.raises(ReadError) as caught:
+        _run(read, None)
+    error = loads(error_message(caught.value)["exception"].data)  # what the client gets
+    assert type(error) is ReadError and "B04" in str(error)

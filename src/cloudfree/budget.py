@@ -5,16 +5,16 @@ reads and the variables it writes (mosaics and cubes alike); :func:`describe_pla
 for a mosaic request. :func:`check_memory` refuses a job whose work units would not fit a
 worker's memory, before the store is created; :func:`format_plan` is what ``--dry-run`` prints.
 
-The peak memory of one unit follows what ``composite_unit`` holds at its busiest (load then
-mask), for the tile padded by the halo (``S`` pixels) and ``T`` solar days:
+The peak memory of one unit follows what ``composite_unit`` holds at its busiest, for the tile
+padded by the halo (``S`` pixels), ``T`` solar days, ``B`` int16 bands and ``L`` uint8 mask
+layers; the stack is ``T x S x (2 B + L)`` bytes:
 
-- the stack, twice while the days are stacked (list and stacked copy): ``2 x T x S x (2 B + L)``
-  bytes for ``B`` int16 bands and ``L`` uint8 mask layers;
-- the mask's and the method's boolean and float32 arrays over ``(time, y, x)``:
-  ``T x S x (B + 16)``;
-- one day being read (two int16 day buffers, float32 read and warp buffers):
-  ``S x (4 B + 16)``;
-- the composite written: ``s x`` (bytes of every output variable), ``s`` the tile's pixels.
+- loading: the stack twice while the days are stacked (list and stacked copy), plus one day
+  being read (two int16 day buffers, float32 read and warp buffers): ``S x (4 B + 16)``;
+- masking: the stack, plus the mask's and the method's boolean arrays over
+  ``(time, y, x)``: ``T x S x (B + 8)``;
+- the larger of the two, plus the composite written (``s x`` bytes of every output variable,
+  ``s`` the tile's pixels) and :data:`UNIT_OVERHEAD_BYTES`.
 
 A worker's peak is a process base (interpreter, numba, GDAL, zarr; :data:`PROCESS_BASE_BYTES`,
 measured) plus GDAL's block and VSI caches at their configured maxima, plus one unit per thread.
@@ -34,8 +34,11 @@ from cloudfree.errors import InvalidInputError, MemoryLimitError
 from cloudfree.grid import Plan, WorkUnit, pixel_size_metres
 
 #: Resident memory of a worker process before its first unit: Python, numpy, numba's compiled
-#: kernels, GDAL, zarr and xarray (measured: 330-360 MB; see docs/architecture.md).
-PROCESS_BASE_BYTES = 400 * 2**20
+#: kernels, GDAL, zarr and xarray (measured: 307 MiB; see benchmarks/memory_estimate.py).
+PROCESS_BASE_BYTES = 350 * 2**20
+#: Memory of a unit beyond its arrays: dataset handles, zarr's encode buffers, Python objects
+#: (measured: about 8 MiB for 256 px tiles, where arrays are small).
+UNIT_OVERHEAD_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,10 @@ def unit_peak_bytes(
     padded_pixels: int, tile_pixels: int, days: int, bands: int, layers: int, out_bytes: int
 ) -> int:
     """Estimated peak memory of one unit (see the module docstring for each term)."""
-    stack = 2 * days * padded_pixels * (2 * bands + layers)
-    masks = days * padded_pixels * (bands + 16)
-    reading = padded_pixels * (4 * bands + 16)
-    return stack + masks + reading + tile_pixels * out_bytes
+    stack = days * padded_pixels * (2 * bands + layers)
+    loading = 2 * stack + padded_pixels * (4 * bands + 16)
+    masking = stack + days * padded_pixels * (bands + 8)
+    return UNIT_OVERHEAD_BYTES + max(loading, masking) + tile_pixels * out_bytes
 
 
 def estimate_plan(
@@ -195,6 +198,13 @@ def check_memory(summary: PlanSummary) -> None:
     if summary.fits:
         return
     assert summary.memory_limit is not None
+    if summary.process_base_bytes >= summary.memory_limit:
+        raise MemoryLimitError(
+            f"A worker process and GDAL's caches alone need about "
+            f"{format_bytes(summary.process_base_bytes)}, more than its memory limit of "
+            f"{format_bytes(summary.memory_limit)}. Raise --memory-limit, or shrink GDAL's "
+            "block cache (CLOUDFREE_GDAL_GDAL_CACHEMAX, in MB). Nothing was read or written."
+        )
     one_unit = summary.process_base_bytes + summary.unit_peak_bytes
     advice = (
         f"run fewer units at once per worker (--threads, now {summary.threads_per_worker}), "

@@ -38,7 +38,7 @@ from cloudfree.engine import (
     local_cluster_threads,
     raise_failure,
 )
-from cloudfree.errors import EngineError, RunFailedError
+from cloudfree.errors import CloudfreeError, EngineError, RunFailedError
 from cloudfree.sources import providers
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,14 @@ def _hold(value: object) -> object:
 
 
 def _run(run_unit: Callable[[U], None], unit: U) -> None:
-    run_unit(unit)
+    try:
+        run_unit(unit)
+    except CloudfreeError as exc:
+        # cloudfree's messages already name their cause; the chained library error (a GDAL
+        # error from rasterio, say) may not unpickle on the client, which would turn this
+        # error into a bare Exception there
+        exc.__cause__ = exc.__context__ = None
+        raise
 
 
 class DaskEngine:
