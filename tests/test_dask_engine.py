@@ -186,26 +186,54 @@ def test_credentials_reach_workers_by_plugin_never_in_the_task_graph(
                 assert secret not in path.read_bytes(), path
 
 
-def test_the_worker_plugin_sets_the_environment_and_hides_values(dask_cluster, monkeypatch):
+def test_the_worker_plugin_sets_the_environment_also_on_a_worker_that_joins_later(
+    dask_cluster, monkeypatch
+):
     monkeypatch.setenv("CLOUDFREE_READ_RETRIES", "7")
     monkeypatch.setenv("CDSE_S3_ACCESS_KEY", "key-id")
     monkeypatch.setenv("CDSE_S3_SECRET_KEY", "plugin-secret")
     plugin = WorkerSetup(worker_environment())
     assert "plugin-secret" not in repr(plugin) and "CDSE_S3_SECRET_KEY" in repr(plugin)
+
+    def seen_env():
+        return os.environ.get("CLOUDFREE_READ_RETRIES"), os.environ.get("CDSE_S3_SECRET_KEY")
+
+    dask_cluster.wait_for_workers()
+    before = dask_cluster.worker_pids()
     with dask_cluster.client() as client:
         client.register_plugin(plugin, name="cloudfree-test-setup")
         try:
-            seen = client.run(
-                lambda: (
-                    os.environ.get("CLOUDFREE_READ_RETRIES"),
-                    os.environ.get("CDSE_S3_SECRET_KEY"),
-                )
-            )
-            assert set(seen.values()) == {("7", "plugin-secret")}
+            assert set(client.run(seen_env).values()) == {("7", "plugin-secret")}
+            os.kill(min(before.values()), signal.SIGKILL)  # its nanny starts a new worker
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    pids = set(client.run(os.getpid).values())
+                except OSError:  # distributed's CommClosedError: the dead worker is listed
+                    pids = set()
+                if len(pids) == 2 and pids != set(before.values()):
+                    break
+                time.sleep(0.2)
+            assert len(pids) == 2 and pids != set(before.values())
+            assert set(client.run(seen_env).values()) == {("7", "plugin-secret")}
         finally:
             client.unregister_worker_plugin("cloudfree-test-setup")
-        seen = client.run(lambda: os.environ.get("CDSE_S3_SECRET_KEY"))
-        assert set(seen.values()) == {None}
+        assert set(client.run(seen_env).values()) == {(None, None)}
+
+
+def test_conflicting_engine_options_are_refused_by_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from cloudfree.cli.main import cli
+
+    out = str(tmp_path / "o.zarr")
+    args = ["mosaic", "--stac", "x.json", "--bbox", "0", "0", "1", "1", "--start-date",
+            "2021-01-01", "--end-date", "2021-02-01", "--out", out]  # fmt: skip
+    result = CliRunner().invoke(
+        cli, [*args, "--workers", "2", "--dask-scheduler", "tcp://127.0.0.1:1"]
+    )
+    assert result.exit_code == 2 and "Drop one" in result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_forwarded_environment_is_the_configuration_only(monkeypatch):
