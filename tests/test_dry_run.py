@@ -118,3 +118,12 @@ def test_memory_sizes():
         with pytest.raises(InvalidInputError, match="memory-limit"):
             parse_memory(bad)
     np.testing.assert_equal(parse_memory("1.5 GiB"), int(1.5 * 2**30))
+
+
+def test_dry_run_of_a_resumed_run_counts_the_units_left(archive, tmp_path):
+    out = tmp_path / "part.zarr"
+    first = cloudfree.mosaic(**options(archive, out, limit=3))
+    summary = dry_run(build_request(**options(archive, out, resume=True)))
+    assert summary.units == first.units - 3
+    limited = dry_run(build_request(**options(archive, out, resume=True, limit=2)))
+    assert limited.units == 2 and limited.bytes_to_write < summary.bytes_to_write

@@ -799,9 +799,18 @@ def describe_plan(
 
 
 def dry_run(request: MosaicRequest) -> PlanSummary:
-    """Search and plan, and say what a run would cost; nothing is read or written."""
+    """Search and plan, and say what a run would cost; no pixel is read, nothing written.
+
+    With ``--resume`` and ``--limit`` the summary covers the units the run would do.
+    """
     job = plan(request, search(request))
-    return describe_plan(request, job)
+    units = list(job.units)
+    if request.resume:
+        finished = Manifest(request.out).finished()
+        units = [u for u in units if u.key not in finished]
+    if request.limit is not None:
+        units = units[: request.limit]
+    return describe_plan(request, job, units=units)
 
 
 def run(
