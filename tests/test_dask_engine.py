@@ -56,10 +56,13 @@ def whole(archive, tmp_path_factory):
 
 def test_local_cluster_is_bit_identical_to_threads_and_reports_progress(archive, tmp_path, whole):
     seen: list[tuple[int, int]] = []
+    messages: list[str] = []
     result = cloudfree.mosaic(
         progress=lambda done, total: seen.append((done, total)),
+        notify=messages.append,
         **options(archive, tmp_path / "local.zarr", workers=2),
     )
+    assert [m for m in messages if m.startswith("Dask dashboard: http://127.0.0.1:")]
     assert result.units == whole.units and result.remaining == 0
     same_values(result.out, whole.out)
     assert seen[0] == (0, whole.units) and seen[-1] == (whole.units, whole.units)

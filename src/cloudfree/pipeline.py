@@ -893,8 +893,16 @@ def run(
     )
 
 
-def mosaic(*, progress: ProgressCallback | None = None, **options: object) -> MosaicResult:
+def mosaic(
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Notify | None = None,
+    **options: object,
+) -> MosaicResult:
     """Make a cloud-free mosaic; the options are those of :func:`build_request`.
+
+    ``progress`` receives (finished, total) units; ``notify`` messages such as the Dask
+    dashboard link.
 
     Example::
 
@@ -903,4 +911,4 @@ def mosaic(*, progress: ProgressCallback | None = None, **options: object) -> Mo
                          bands=["red", "green", "blue"], out="mosaic.zarr")
     """
     request = build_request(**options)  # type: ignore[arg-type]
-    return run(request, progress=progress)
+    return run(request, progress=progress, notify=notify)
