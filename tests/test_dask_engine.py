@@ -320,3 +320,19 @@ def test_a_cloudfree_error_from_gdal_reaches_the_client_as_itself():
         _run(read, None)
     error = loads(error_message(caught.value)["exception"].data)  # what the client gets
     assert type(error) is ReadError and "B04" in str(error)
+
+
+def test_an_s3_archive_source_pickles_without_its_credentials(s3_server, monkeypatch):
+    from cloudfree.sources.archive import open_archive
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_REGION", s3_server.region)
+    bucket = s3_server.create_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="tiles/README", Body=b"layout")
+    source = open_archive(f"s3://{bucket}")
+    data = pickle.dumps(source)
+    assert s3_server.secret_key.encode() not in data
+    copy = pickle.loads(data)  # reopened with this process's credentials
+    assert copy.fs.exists(f"{copy.root}/tiles/README")
