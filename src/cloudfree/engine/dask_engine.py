@@ -217,6 +217,11 @@ def dask_engine(
     notify: Notify | None = None,
 ) -> Iterator[DaskEngine]:
     """A connected :class:`DaskEngine` for ``spec``; what it started is closed on exit."""
+    ours = logging.getLogger("cloudfree").getEffectiveLevel()
+    # distributed logs every connection at INFO; its messages show when cloudfree logs debug
+    logging.getLogger("distributed").setLevel(
+        max(ours, logging.WARNING) if ours > logging.DEBUG else ours
+    )
     with ExitStack() as stack:
         client = _connect(spec, memory_limit, stack)
         client.register_plugin(WorkerSetup(worker_environment()), name=PLUGIN_NAME)
