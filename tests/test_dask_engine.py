@@ -336,3 +336,24 @@ def test_an_s3_archive_source_pickles_without_its_credentials(s3_server, monkeyp
     assert s3_server.secret_key.encode() not in data
     copy = pickle.loads(data)  # reopened with this process's credentials
     assert copy.fs.exists(f"{copy.root}/tiles/README")
+
+
+def _die(unit):
+    if unit == "doomed":
+        os._exit(1)  # as the kernel's OOM killer would
+
+
+def test_a_unit_that_kills_its_worker_fails_the_run_naming_it(tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    from cloudfree.engine.dask_engine import DaskEngine
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        pytest.raises(RunFailedError, match="doomed was running when a worker died") as e,
+    ):
+        run_units(["fine", "doomed"], _die, key=str, engine=DaskEngine(client))
+    assert e.value.unit_key == "doomed" and "--memory-limit" in str(e.value)

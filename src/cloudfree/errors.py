@@ -38,6 +38,9 @@ class ReadError(CloudfreeError):
 class RunFailedError(CloudfreeError):
     """One or more work units failed; nothing was reported as a success."""
 
+    unit_key: str | None = None
+    """The work unit that failed first, where one did."""
+
 
 class MemoryLimitError(InvalidInputError):
     """A work unit would need more memory than a worker may use; refused before any read."""

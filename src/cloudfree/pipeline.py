@@ -55,7 +55,7 @@ from cloudfree.engine import (
     open_engine,
     run_units,
 )
-from cloudfree.errors import InvalidInputError, NoScenesFoundError
+from cloudfree.errors import InvalidInputError, NoScenesFoundError, RunFailedError
 from cloudfree.grid import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_RESOLUTION_METRES,
@@ -862,13 +862,19 @@ def run(
                 )
             if request.limit is not None:
                 todo = todo[: request.limit]
-            run_units(
-                todo,
-                UnitRunner(request, job, store),
-                key=lambda u: u.key,
-                progress=progress,
-                engine=engine,
-            )
+            try:
+                run_units(
+                    todo,
+                    UnitRunner(request, job, store),
+                    key=lambda u: u.key,
+                    progress=progress,
+                    engine=engine,
+                )
+            except RunFailedError as exc:
+                # a unit records its own failure, unless its worker died under it
+                if exc.unit_key and exc.unit_key not in manifest.failures():
+                    manifest.record_failure(exc.unit_key, redact_message(str(exc)))
+                raise
             remaining = len(job.units) - len(finished) - len(todo)
             if remaining:
                 log.warning(

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -146,6 +147,8 @@ def start_cluster(logs: Path) -> DaskCluster:
                     )
                 )
         cluster.wait_for_workers()
+        with cluster.client() as client:  # imports and numba's cache, once, not in a test
+            client.run(importlib.import_module, "cloudfree.pipeline")
     except Exception:
         stop_cluster(cluster)
         raise

@@ -227,9 +227,11 @@ class ThreadEngine:
 def raise_failure(unit_key: str, error: BaseException) -> None:
     """Raise the :class:`RunFailedError` of a run whose unit ``unit_key`` failed."""
     message = f"Work unit {unit_key} failed: {error}"
-    if isinstance(error, CloudfreeError):
-        raise RunFailedError(message) from error
-    raise RunFailedError(message + " (an unexpected error; please report it)") from error
+    if not isinstance(error, CloudfreeError):
+        message += " (an unexpected error; please report it)"
+    failed = RunFailedError(message)
+    failed.unit_key = unit_key
+    raise failed from error
 
 
 @contextmanager

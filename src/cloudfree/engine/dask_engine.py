@@ -189,12 +189,14 @@ class DaskEngine:
         if failure is not None:
             unit, error = failure
             if isinstance(error, KilledWorker):
-                raise RunFailedError(
+                lost = RunFailedError(
                     f"Work unit {key(unit)} was running when a worker died, "
                     f"{self._allowed_failures() + 1} times; it may need more memory than a worker "
                     "has. Lower --chunk-size or give the workers more memory (--memory-limit), "
                     "then rerun with --resume."
-                ) from error
+                )
+                lost.unit_key = key(unit)
+                raise lost from error
             raise_failure(key(unit), error)
 
     def _allowed_failures(self) -> int:
