@@ -351,9 +351,11 @@ def test_a_unit_that_kills_its_worker_fails_the_run_naming_it(tmp_path):
 
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
         pytest.raises(RunFailedError, match="doomed was running when a worker died") as e,
     ):
-        run_units(["fine", "doomed"], _die, key=str, engine=DaskEngine(client))
+        # one unit at a time: "fine" is done before "doomed" kills the worker
+        engine = DaskEngine(client, in_flight_per_thread=1)
+        run_units(["fine", "doomed"], _die, key=str, engine=engine)
     assert e.value.unit_key == "doomed" and "--memory-limit" in str(e.value)

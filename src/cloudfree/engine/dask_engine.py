@@ -190,10 +190,10 @@ class DaskEngine:
             unit, error = failure
             if isinstance(error, KilledWorker):
                 lost = RunFailedError(
-                    f"Work unit {key(unit)} was running when a worker died, "
-                    f"{self._allowed_failures() + 1} times; it may need more memory than a worker "
-                    "has. Lower --chunk-size or give the workers more memory (--memory-limit), "
-                    "then rerun with --resume."
+                    f"Work unit {key(unit)} was running when a worker died "
+                    f"({self._allowed_failures() + 1} time(s)); it may need more memory than a "
+                    "worker has. Lower --chunk-size or give the workers more memory "
+                    "(--memory-limit), then rerun with --resume."
                 )
                 lost.unit_key = key(unit)
                 raise lost from error
