@@ -293,6 +293,14 @@ def build_request(
         raise InvalidInputError(
             f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
         )
+    engine = engine_spec(
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        dask_gateway=dask_gateway,
+        coiled=coiled,
+        threads=threads,
+    )
+    memory_bytes = parse_memory(memory_limit) if memory_limit is not None else None
     # Local outputs become absolute so STAC hrefs resolve wherever the catalog is read from.
     out = location.absolute(out)
     cog_dir = location.absolute(cog_dir) if cog_dir else None
@@ -312,14 +320,6 @@ def build_request(
         ):
             if url:
                 location.check_writable(url, overwrite=overwrite, what=what)
-    engine = engine_spec(
-        workers=workers,
-        dask_scheduler=dask_scheduler,
-        dask_gateway=dask_gateway,
-        coiled=coiled,
-        threads=threads,
-    )
-    memory_bytes = parse_memory(memory_limit) if memory_limit is not None else None
     source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
     return MosaicRequest(
         source=source,
