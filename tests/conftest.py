@@ -25,5 +25,10 @@ def archive(tmp_path_factory):
     return make_archive(tmp_path_factory.mktemp("archive"), seed=7, tile_size=256)
 
 
-# Real servers on 127.0.0.1 (tests/servers/): http_server, s3_server, stac_api.
-pytest_plugins = ["tests.servers.http", "tests.servers.s3", "tests.servers.stac_api"]
+# Real servers on 127.0.0.1 (tests/servers/): http_server, s3_server, stac_api, dask_cluster.
+pytest_plugins = [
+    "tests.servers.http",
+    "tests.servers.s3",
+    "tests.servers.stac_api",
+    "tests.servers.dask",
+]

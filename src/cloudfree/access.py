@@ -161,6 +161,28 @@ class ObjectStore:
             credentials=_credentials(names, env),
         )
 
+    def worker_environment(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Variables that make another process resolve this store as this one does.
+
+        Credentials found in a profile become the store's key/secret variables, so a worker
+        without the profile file still reaches the store. A profile that cannot be read is left
+        out: reads then fail where they happen, with the profile's own error.
+        """
+        env = os.environ if environ is None else environ
+        names = self.environment
+        out = {name: env[name] for name in (names.endpoint, names.region) if env.get(name)}
+        try:
+            credentials = _credentials(names, env)
+        except SourceError as exc:
+            log.debug("store %s: credentials not forwarded: %s", self.name, exc)
+            return out
+        if credentials is not None:
+            out[names.access_key] = credentials.access_key
+            out[names.secret_key] = credentials.secret_key
+            if credentials.session_token and names.session_token:
+                out[names.session_token] = credentials.session_token
+        return out
+
 
 def _credentials(names: StoreEnvironment, env: Mapping[str, str]) -> Credentials | None:
     key, secret = env.get(names.access_key), env.get(names.secret_key)
@@ -267,6 +289,17 @@ class Signer:
         self.timeout = timeout
         self._clock = clock
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for another process) without its tokens and lock: tokens are fetched there."""
+        state = dict(self.__dict__)
+        state["_tokens"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def sign(self, href: str) -> str:

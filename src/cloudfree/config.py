@@ -66,6 +66,29 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     return ReadSettings(retries=max(retries, 1), gdal_options=options)
 
 
+#: Prefixes of the variables that configure reads and writes in any process: cloudfree's own,
+#: GDAL's (``GDAL_*``, ``CPL_*``, ``VSI_*``), the AWS SDKs' and GDAL's S3 access (``AWS_*``),
+#: Azure, Google Cloud, and the Planetary Computer subscription key. Dask workers get them from
+#: the engine's worker plugin, since environment variables do not travel with tasks.
+FORWARDED_PREFIXES = (
+    "CLOUDFREE_",
+    "GDAL_",
+    "CPL_",
+    "VSI_",
+    "AWS_",
+    "AZURE_",
+    "GS_",
+    "GOOGLE_",
+    "PC_SDK_",
+)
+
+
+def forwarded_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables (see :data:`FORWARDED_PREFIXES`) a worker process must share with this one."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(FORWARDED_PREFIXES)}
+
+
 def default_threads(environ: Mapping[str, str] | None = None) -> int:
     """Worker threads for in-process runs: ``CLOUDFREE_THREADS`` or the CPU count."""
     env = os.environ if environ is None else environ

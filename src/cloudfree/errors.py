@@ -38,6 +38,17 @@ class ReadError(CloudfreeError):
 class RunFailedError(CloudfreeError):
     """One or more work units failed; nothing was reported as a success."""
 
+    unit_key: str | None = None
+    """The work unit that failed first, where one did."""
+
+
+class MemoryLimitError(InvalidInputError):
+    """A work unit would need more memory than a worker may use; refused before any read."""
+
+
+class EngineError(CloudfreeError):
+    """The Dask cluster could not be started or reached."""
+
 
 class PublishError(CloudfreeError):
     """Publishing to a STAC API failed: unreachable, refused, or an object was rejected.

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +24,13 @@ from cloudfree import __version__
 from cloudfree.access import redact_message
 from cloudfree.aoi import Aoi, aoi_from_bbox, aoi_from_file
 from cloudfree.bands import Band, canonical_band, resolve_bands
+from cloudfree.budget import (
+    PlanSummary,
+    check_memory,
+    default_memory_limit,
+    estimate_plan,
+    parse_memory,
+)
 from cloudfree.catalog.stac_output import (
     PeriodOutput,
     build_collection,
@@ -40,8 +47,16 @@ from cloudfree.composite import (
     make_compositor,
 )
 from cloudfree.config import ReadSettings, default_threads, read_settings
-from cloudfree.engine import ProgressCallback, run_units
-from cloudfree.errors import InvalidInputError, NoScenesFoundError
+from cloudfree.engine import (
+    EngineSpec,
+    Notify,
+    ProgressCallback,
+    engine_spec,
+    local_cluster_threads,
+    open_engine,
+    run_units,
+)
+from cloudfree.errors import InvalidInputError, NoScenesFoundError, RunFailedError
 from cloudfree.grid import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_RESOLUTION_METRES,
@@ -141,6 +156,10 @@ class MosaicRequest:
     settings: ReadSettings = field(default_factory=ReadSettings)
     loader: StackLoader = load_stack
     """Where tiles come from: the scenes (:func:`load_stack`) or a cube (``--from-cube``)."""
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    """Where the units run: threads here (default) or a Dask cluster."""
+    memory_limit: int | None = None
+    """Bytes one worker may use (``--memory-limit``); default the cluster's or the machine's."""
 
     @property
     def encoding(self) -> ValueEncoding:
@@ -221,6 +240,11 @@ def build_request(
     limit: int | None = None,
     threads: int | None = None,
     from_cube: str | None = None,
+    workers: int | None = None,
+    dask_scheduler: str | None = None,
+    dask_gateway: str | None = None,
+    coiled: bool = False,
+    memory_limit: str | int | None = None,
 ) -> MosaicRequest:
     """Validate every option and return a request; raises before any expensive work.
 
@@ -293,6 +317,14 @@ def build_request(
         raise InvalidInputError(
             f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
         )
+    engine = engine_spec(
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        dask_gateway=dask_gateway,
+        coiled=coiled,
+        threads=threads,
+    )
+    memory_bytes = parse_memory(memory_limit) if memory_limit is not None else None
     # Local outputs become absolute so STAC hrefs resolve wherever the catalog is read from.
     out = location.absolute(out)
     cog_dir = location.absolute(cog_dir) if cog_dir else None
@@ -351,6 +383,8 @@ def build_request(
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
         loader=cube.load_stack if cube else load_stack,
+        engine=engine,
+        memory_limit=memory_bytes,
     )
 
 
@@ -692,8 +726,125 @@ def finish(
     return tuple(cogs), catalog_href
 
 
-def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> MosaicResult:
-    """Run a validated request through every stage."""
+class UnitRunner:
+    """Composite one unit, write its region, and record it in the manifest (or its failure).
+
+    What every engine runs for every unit. Picklable for Dask workers, where it arrives once per
+    worker: it carries the request and the plan's grid and periods (not its units and scenes,
+    which each unit brings), never the read settings: those may hold secrets (an HTTP header in
+    ``CLOUDFREE_GDAL_*``), so a worker reads its own, which the engine's worker plugin set
+    (:mod:`cloudfree.engine.dask_engine`). The store is reopened once in each process.
+    """
+
+    def __init__(self, request: MosaicRequest, job: Plan, store: MosaicStore | None = None) -> None:
+        self.request = request
+        self.job = job
+        self._store = store
+
+    def __getstate__(self) -> dict[str, object]:
+        return {
+            "request": replace(self.request, settings=ReadSettings()),
+            "job": replace(self.job, units=(), scenes=()),
+        }
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        request = state["request"]
+        assert isinstance(request, MosaicRequest)
+        job = state["job"]
+        assert isinstance(job, Plan)
+        self.request = replace(request, settings=read_settings())
+        self.job = job
+        self._store = None
+
+    def __call__(self, unit: WorkUnit) -> None:
+        """Run one unit (idempotent: it writes exactly its own region)."""
+        manifest = Manifest(self.request.out)
+        try:
+            if self._store is None:
+                self._store = MosaicStore(self.request.out)
+            composite = composite_unit(self.request, self.job, unit)
+            self._store.write(self.job, unit, self.request.band_names, composite)
+        except Exception as exc:
+            manifest.record_failure(unit.key, redact_message(str(exc)))
+            raise
+        manifest.record_done(unit.key, composite_checksum(composite))
+
+
+def output_variables(request: MosaicRequest) -> list[tuple[str, np.dtype]]:
+    """``(name, dtype)`` of every variable a mosaic's work units write."""
+    from cloudfree.store.zarr_store import OBSERVATIONS, PROVENANCE_STORAGE
+
+    variables = [(name, np.dtype(request.encoding.dtype)) for name in request.band_names]
+    variables.append((OBSERVATIONS, np.dtype("uint16")))
+    if request.provenance:
+        variables += [
+            (n, np.dtype(PROVENANCE_STORAGE[n][0])) for n in request.compositor.provenance
+        ]
+    return variables
+
+
+def describe_plan(
+    request: MosaicRequest,
+    job: Plan,
+    *,
+    threads_per_worker: int | None = None,
+    memory_limit: int | None = None,
+    units: Sequence[WorkUnit] | None = None,
+) -> PlanSummary:
+    """The job's size and cost (``--dry-run``), from its plan alone.
+
+    ``threads_per_worker`` and ``memory_limit`` default to what the request's engine will have
+    (for a cluster that is not started here: one unit at a time, the user's ``--memory-limit``).
+    """
+    spec = request.engine
+    if threads_per_worker is None:
+        if spec.kind == "threads":
+            threads_per_worker = request.threads
+        elif spec.kind == "local" and spec.workers:
+            threads_per_worker = spec.threads_per_worker or local_cluster_threads(spec.workers)
+        else:
+            threads_per_worker = 1
+    if memory_limit is None:
+        memory_limit = request.memory_limit
+    if memory_limit is None and spec.kind in ("threads", "local"):
+        memory_limit = default_memory_limit(spec.workers)
+    return estimate_plan(
+        job,
+        bands=request.load.bands,
+        mask_layers=request.load.mask_layers,
+        variables=output_variables(request),
+        gdal_options=request.settings.gdal_options,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        units=units,
+    )
+
+
+def dry_run(request: MosaicRequest) -> PlanSummary:
+    """Search and plan, and say what a run would cost; no pixel is read, nothing written.
+
+    With ``--resume`` and ``--limit`` the summary covers the units the run would do.
+    """
+    job = plan(request, search(request))
+    units = list(job.units)
+    if request.resume:
+        finished = Manifest(request.out).finished()
+        units = [u for u in units if u.key not in finished]
+    if request.limit is not None:
+        units = units[: request.limit]
+    return describe_plan(request, job, units=units)
+
+
+def run(
+    request: MosaicRequest,
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Notify | None = None,
+) -> MosaicResult:
+    """Run a validated request through every stage.
+
+    ``notify`` receives messages for the user, such as a Dask cluster's dashboard link.
+    """
     scenes = search(request)
     job = plan(request, scenes)
     log.info(
@@ -704,38 +855,59 @@ def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> 
         job.geobox.crs,
         len(job.units),
     )
-    store = prepare_outputs(request, job)
-    manifest = Manifest(request.out)
-    lock = manifest.acquire()
-    try:
-        finished = set(manifest.finished()) if request.resume else set()
-        todo = [u for u in job.units if u.key not in finished]
-        if finished:
-            log.info(
-                "resuming: %d of %d work units already finished", len(finished), len(job.units)
+    with open_engine(
+        request.engine,
+        threads=request.threads,
+        memory_limit=request.memory_limit,
+        notify=notify,
+    ) as engine:
+        # refused before the store is created or a pixel read
+        check_memory(
+            describe_plan(
+                request,
+                job,
+                threads_per_worker=engine.threads_per_worker,
+                memory_limit=request.memory_limit or engine.memory_limit,
             )
-        if request.limit is not None:
-            todo = todo[: request.limit]
-
-        def run_unit(unit: WorkUnit) -> None:
+        )
+        store = prepare_outputs(request, job)
+        manifest = Manifest(request.out)
+        lock = manifest.acquire()
+        try:
+            finished = set(manifest.finished()) if request.resume else set()
+            todo = [u for u in job.units if u.key not in finished]
+            if finished:
+                log.info(
+                    "resuming: %d of %d work units already finished",
+                    len(finished),
+                    len(job.units),
+                )
+            if request.limit is not None:
+                todo = todo[: request.limit]
             try:
-                composite = composite_unit(request, job, unit)
-                store.write(job, unit, request.band_names, composite)
-            except Exception as exc:
-                manifest.record_failure(unit.key, redact_message(str(exc)))
+                run_units(
+                    todo,
+                    UnitRunner(request, job, store),
+                    key=lambda u: u.key,
+                    progress=progress,
+                    engine=engine,
+                )
+            except RunFailedError as exc:
+                # a unit records its own failure, unless its worker died under it
+                if exc.unit_key and exc.unit_key not in manifest.failures():
+                    manifest.record_failure(exc.unit_key, redact_message(str(exc)))
                 raise
-            manifest.record_done(unit.key, composite_checksum(composite))
-
-        run_units(todo, run_unit, threads=request.threads, key=lambda u: u.key, progress=progress)
-        remaining = len(job.units) - len(finished) - len(todo)
-        if remaining:
-            log.warning("--limit: %d work units remain; rerun with --resume to continue", remaining)
-            cogs: tuple[str, ...] = ()
-            catalog: str | None = None
-        else:
-            cogs, catalog = finish(request, job, store)
-    finally:
-        manifest.release(lock)
+            remaining = len(job.units) - len(finished) - len(todo)
+            if remaining:
+                log.warning(
+                    "--limit: %d work units remain; rerun with --resume to continue", remaining
+                )
+                cogs: tuple[str, ...] = ()
+                catalog: str | None = None
+            else:
+                cogs, catalog = finish(request, job, store)
+        finally:
+            manifest.release(lock)
     return MosaicResult(
         out=request.out,
         periods=job.periods,
@@ -749,8 +921,16 @@ def run(request: MosaicRequest, *, progress: ProgressCallback | None = None) -> 
     )
 
 
-def mosaic(*, progress: ProgressCallback | None = None, **options: object) -> MosaicResult:
+def mosaic(
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Notify | None = None,
+    **options: object,
+) -> MosaicResult:
     """Make a cloud-free mosaic; the options are those of :func:`build_request`.
+
+    ``progress`` receives (finished, total) units; ``notify`` messages such as the Dask
+    dashboard link.
 
     Example::
 
@@ -759,4 +939,4 @@ def mosaic(*, progress: ProgressCallback | None = None, **options: object) -> Mo
                          bands=["red", "green", "blue"], out="mosaic.zarr")
     """
     request = build_request(**options)  # type: ignore[arg-type]
-    return run(request, progress=progress)
+    return run(request, progress=progress, notify=notify)

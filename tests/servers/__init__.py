@@ -5,8 +5,10 @@
 - ``s3_server`` (``tests/servers/s3.py``): moto's S3-compatible server in a subprocess; session.
 - ``stac_api`` (``tests/servers/stac_api.py``): stac-fastapi-pgstac on a throwaway PostgreSQL 15 +
   PostGIS cluster with pgSTAC; session.
+- ``dask_cluster`` (``tests/servers/dask.py``): a ``dask scheduler`` and two ``dask worker``
+  processes (with nannies) whose environment holds no credentials or cloudfree settings; session.
 
-``tests/conftest.py`` registers the three modules as plugins, so every test can ask for them.
+``tests/conftest.py`` registers the four modules as plugins, so every test can ask for them.
 Under pytest-xdist each worker starts its own session servers, on its own ports and directories.
 Everything they need is installed by ``make test`` (Debian packages and the ``test`` extra).
 

@@ -200,6 +200,40 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     default=None,
     help="Worker threads (default: CPU count).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run on a local Dask cluster of N worker processes (--threads: threads per worker).",
+)
+@click.option(
+    "--dask-scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on a running Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786.",
+)
+@click.option(
+    "--dask-gateway",
+    default=None,
+    metavar="URL",
+    help="Run on a new cluster of this dask-gateway server (extra: cloudfree[gateway]).",
+)
+@click.option(
+    "--coiled", is_flag=True, help="Run on a new Coiled cluster (extra: cloudfree[coiled])."
+)
+@click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    help="Memory one worker may use, e.g. 4GB or 512MiB (default: the cluster's worker limit, "
+    "or the memory available here); a job whose tiles do not fit is refused before it starts.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (scenes, work units, output, bytes to read and write, peak memory per "
+    "worker) and stop; nothing is read or written.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option(
     "--resume",
@@ -219,6 +253,7 @@ def mosaic(
     mask_option_pairs: tuple[str, ...],
     method_option_pairs: tuple[str, ...],
     no_quicklook: bool,
+    dry_run: bool,
     **options: Any,
 ) -> None:
     """Make a cloud-free composite per period and write Zarr, COGs, quick-looks and STAC."""
@@ -229,8 +264,11 @@ def mosaic(
         method_option_pairs, flag="--method-option", example="quantile=0.1"
     )
     request = build_request(quicklook=not no_quicklook, **options)
+    if dry_run:
+        _dry_run(request)
+        return
     with _progress(not ctx.obj["quiet"], "compositing tiles") as progress:
-        result = run(request, progress=progress)
+        result = run(request, progress=progress, notify=lambda text: click.echo(text, err=True))
     if not ctx.obj["quiet"]:
         click.echo(
             f"Wrote {result.out}: {len(result.periods)} period(s), shape {result.shape} in "
@@ -245,6 +283,16 @@ def mosaic(
             click.echo(f"COG {cog}")
         if result.catalog:
             click.echo(f"STAC {result.catalog}")
+
+
+def _dry_run(request: Any) -> None:
+    """Print the plan, then refuse (exit 2) if it does not fit the memory limit."""
+    from cloudfree.budget import check_memory, format_plan
+    from cloudfree.pipeline import dry_run
+
+    summary = dry_run(request)
+    click.echo(format_plan(summary))
+    check_memory(summary)
 
 
 def search_summaries(scenes: list[Scene]) -> list[dict[str, object]]:

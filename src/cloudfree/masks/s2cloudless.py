@@ -116,6 +116,16 @@ class S2CloudlessMask:
         self.dilation_m = as_float(dilation_m, "dilation_m")
         self._detector = load_detector()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a Dask worker) without the model: it ships with the package."""
+        state = dict(self.__dict__)
+        del state["_detector"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._detector = load_detector()
+
     def halo_m(self) -> float:
         """Context for the disk mean and the buffer."""
         return self.average_over_m + self.dilation_m

@@ -83,6 +83,16 @@ class ArchiveSource:
         self.tiles = tiles
         self.description = f"{self.kind} {redact_href(url)}"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a Dask worker) without the filesystem, which holds the credentials."""
+        state = dict(self.__dict__)
+        del state["fs"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.fs, _ = _filesystem(self.url)  # credentials of the process that unpickles it
+
     def search(self, query: SearchQuery) -> list[Scene]:
         """Scenes of the query's tiles and dates that touch its area, in time order."""
         tiles = self.tiles or tuple(tiles_for(query.aoi.geometry))

@@ -27,7 +27,7 @@ from cloudfree.store.geozarr import geozarr_attributes
 OBSERVATIONS = "observations"
 
 #: How each provenance layer is stored: dtype, fill value and extra attributes.
-_PROVENANCE_STORAGE: dict[str, tuple[str, object, dict[str, str]]] = {
+PROVENANCE_STORAGE: dict[str, tuple[str, object, dict[str, str]]] = {
     "date": ("int32", int(NO_DATE), {"units": "days since 1970-01-01", "calendar": "standard"}),
     "score": ("float32", float("nan"), {"units": "1"}),
 }
@@ -91,7 +91,7 @@ def create_store(
     obs.encoding = {"dtype": "uint16", "_FillValue": None, "fill_value": 0, "chunks": chunks}
     variables[OBSERVATIONS] = obs
     for layer in provenance:
-        dtype, fill, extra = _PROVENANCE_STORAGE[layer]
+        dtype, fill, extra = PROVENANCE_STORAGE[layer]
         prov = xr.DataArray(
             da.full(shape, fill, dtype=dtype, chunks=chunks),
             dims=dims,

@@ -1,0 +1,274 @@
+"""What a job costs, known before any pixel is read: the dry-run summary and the memory check.
+
+:func:`estimate_plan` works on any :class:`~cloudfree.grid.Plan` given the layers each unit
+reads and the variables it writes (mosaics and cubes alike); :func:`describe_plan` fills those in
+for a mosaic request. :func:`check_memory` refuses a job whose work units would not fit a
+worker's memory, before the store is created; :func:`format_plan` is what ``--dry-run`` prints.
+
+The peak memory of one unit follows what ``composite_unit`` holds at its busiest, for the tile
+padded by the halo (``S`` pixels), ``T`` solar days, ``B`` int16 bands and ``L`` uint8 mask
+layers; the stack is ``T x S x (2 B + L)`` bytes:
+
+- loading: the stack twice while the days are stacked (list and stacked copy), plus one day
+  being read (two int16 day buffers, float32 read and warp buffers): ``S x (4 B + 16)``;
+- masking: the stack, plus the mask's and the method's boolean arrays over
+  ``(time, y, x)``: ``T x S x (B + 8)``;
+- the larger of the two, plus the composite written (``s x`` bytes of every output variable,
+  ``s`` the tile's pixels) and :data:`UNIT_OVERHEAD_BYTES`.
+
+A worker's peak is a process base (interpreter, numba, GDAL, zarr; :data:`PROCESS_BASE_BYTES`,
+measured) plus GDAL's block and VSI caches at their configured maxima, plus one unit per thread.
+``docs/architecture.md`` gives the estimate against a measured peak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from dask.utils import format_bytes, parse_bytes
+
+from cloudfree.bands import Band
+from cloudfree.errors import InvalidInputError, MemoryLimitError
+from cloudfree.grid import Plan, WorkUnit, pixel_size_metres
+
+#: Resident memory of a worker process before its first unit: Python, numpy, numba's compiled
+#: kernels, GDAL, zarr and xarray (measured: 307 MiB; see benchmarks/memory_estimate.py).
+PROCESS_BASE_BYTES = 350 * 2**20
+#: Memory of a unit beyond its arrays: dataset handles, zarr's encode buffers, Python objects
+#: (measured: about 8 MiB for 256 px tiles, where arrays are small).
+UNIT_OVERHEAD_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """A job's size and cost, computed from its plan without reading a pixel."""
+
+    scenes: int
+    solar_days: int
+    periods: tuple[str, ...]
+    units: int
+    tile: tuple[int, int]
+    """Tile size ``(y, x)`` in pixels (edge tiles may be smaller)."""
+    halo: int
+    shape: tuple[int, int, int]
+    """Output shape ``(time, y, x)``."""
+    crs: str
+    variables: tuple[tuple[str, str], ...]
+    """``(name, dtype)`` of every variable written."""
+    bytes_to_read: int
+    """Decoded bytes of every window read (upper bound: overviews, footprints)."""
+    bytes_to_write: int
+    """Exact bytes of the values the work units write (before compression)."""
+    unit_peak_bytes: int
+    """Estimated peak memory of the largest work unit."""
+    largest_unit: str
+    process_base_bytes: int
+    """A worker process before its first unit, plus GDAL's caches at their maxima."""
+    threads_per_worker: int
+    """Units that run at once in one worker process."""
+    memory_limit: int | None
+    """Bytes one worker may use (``--memory-limit``, the cluster's, or the available memory)."""
+
+    @property
+    def worker_peak_bytes(self) -> int:
+        """Estimated peak memory of one worker: its base plus one unit per thread."""
+        return self.process_base_bytes + self.threads_per_worker * self.unit_peak_bytes
+
+    @property
+    def fits(self) -> bool:
+        """Whether the estimated worker peak is within the memory limit (or there is none)."""
+        return self.memory_limit is None or self.worker_peak_bytes <= self.memory_limit
+
+
+def parse_memory(text: str | int | float) -> int:
+    """Bytes from ``4GB``, ``512MiB``, ``4e9`` or a number of bytes."""
+    try:
+        value = parse_bytes(text) if isinstance(text, str) else int(text)
+    except (ValueError, TypeError):
+        raise InvalidInputError(
+            f"--memory-limit {text!r} is not a size; give it as 4GB, 512MiB or bytes."
+        ) from None
+    if value <= 0:
+        raise InvalidInputError(f"--memory-limit must be positive, got {text!r}.")
+    return int(value)
+
+
+def available_memory() -> int:
+    """Memory this machine can give a process now (``psutil``'s available memory)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def gdal_cache_bytes(gdal_options: Mapping[str, str | int]) -> int:
+    """GDAL's block cache and VSI cache at their configured maxima, in bytes."""
+    total = 0
+    cachemax = str(gdal_options.get("GDAL_CACHEMAX", "0")).strip()
+    if cachemax.endswith("%"):
+        total += int(float(cachemax[:-1]) / 100 * available_memory())
+    elif cachemax:
+        value = int(float(cachemax))
+        total += value * 2**20 if value < 100_000 else value  # GDAL: small numbers are MB
+    if str(gdal_options.get("VSI_CACHE", "FALSE")).upper() in ("TRUE", "YES", "ON", "1"):
+        total += int(gdal_options.get("VSI_CACHE_SIZE", 25 * 2**20))
+    return total
+
+
+def _read_bytes(unit: WorkUnit, layers: Sequence[Band], halo: int, pixel_m: float) -> int:
+    """Decoded bytes one unit reads.
+
+    Per scene and layer: the padded tile's share of the scene at the resolution it is read at
+    (a coarser overview when the output is coarser).
+    """
+    padded = unit.geobox.pad(halo) if halo else unit.geobox
+    ny, nx = padded.shape.yx
+    area_m2 = ny * nx * pixel_m * pixel_m
+    extent = padded.extent.to_crs("EPSG:4326")
+    total = 0.0
+    for scene in unit.scenes:
+        overlap = extent.intersection(scene.footprint).area / max(extent.area, 1e-30)
+        for band in layers:
+            asset = scene.bands.get(band.id)
+            source_m = (asset.resolution if asset and asset.resolution else None) or band.resolution
+            read_m = max(float(source_m), pixel_m)
+            total += overlap * area_m2 / (read_m * read_m) * (2 if band.is_reflectance else 1)
+    return int(total)
+
+
+def unit_peak_bytes(
+    padded_pixels: int, tile_pixels: int, days: int, bands: int, layers: int, out_bytes: int
+) -> int:
+    """Estimated peak memory of one unit (see the module docstring for each term)."""
+    stack = days * padded_pixels * (2 * bands + layers)
+    loading = 2 * stack + padded_pixels * (4 * bands + 16)
+    masking = stack + days * padded_pixels * (bands + 8)
+    return UNIT_OVERHEAD_BYTES + max(loading, masking) + tile_pixels * out_bytes
+
+
+def estimate_plan(
+    job: Plan,
+    *,
+    bands: Sequence[Band],
+    mask_layers: Sequence[Band],
+    variables: Sequence[tuple[str, np.dtype]],
+    gdal_options: Mapping[str, str | int],
+    threads_per_worker: int,
+    memory_limit: int | None,
+    units: Sequence[WorkUnit] | None = None,
+) -> PlanSummary:
+    """Size and cost of running ``units`` (default: every unit of ``job``)."""
+    todo = job.units if units is None else units
+    pixel_m = pixel_size_metres(job.geobox)
+    out_bytes = sum(np.dtype(dtype).itemsize for _, dtype in variables)
+    to_read = to_write = 0
+    peak, largest = 0, ""
+    for unit in todo:
+        ny, nx = unit.geobox.shape.yx
+        days = len({scene.solar_day for scene in unit.scenes})
+        padded = (ny + 2 * job.halo) * (nx + 2 * job.halo)
+        to_read += _read_bytes(unit, [*bands, *mask_layers], job.halo, pixel_m)
+        to_write += ny * nx * out_bytes
+        cost = unit_peak_bytes(padded, ny * nx, days, len(bands), len(mask_layers), out_bytes)
+        if cost > peak:
+            peak, largest = cost, unit.key
+    return PlanSummary(
+        scenes=len(job.scenes),
+        solar_days=len({scene.solar_day for scene in job.scenes}),
+        periods=tuple(p.label for p in job.periods),
+        units=len(todo),
+        tile=(min(job.chunk_size, job.shape[1]), min(job.chunk_size, job.shape[2])),
+        halo=job.halo,
+        shape=job.shape,
+        crs=str(job.geobox.crs),
+        variables=tuple((name, np.dtype(dtype).name) for name, dtype in variables),
+        bytes_to_read=to_read,
+        bytes_to_write=to_write,
+        unit_peak_bytes=peak,
+        largest_unit=largest,
+        process_base_bytes=PROCESS_BASE_BYTES + gdal_cache_bytes(gdal_options),
+        threads_per_worker=max(threads_per_worker, 1),
+        memory_limit=memory_limit,
+    )
+
+
+def check_memory(summary: PlanSummary) -> None:
+    """Refuse a job whose worker peak is over the memory limit, saying what to change."""
+    if summary.fits:
+        return
+    assert summary.memory_limit is not None
+    if summary.process_base_bytes >= summary.memory_limit:
+        raise MemoryLimitError(
+            f"A worker process and GDAL's caches alone need about "
+            f"{format_bytes(summary.process_base_bytes)}, more than its memory limit of "
+            f"{format_bytes(summary.memory_limit)}. Raise --memory-limit, or shrink GDAL's "
+            "block cache (CLOUDFREE_GDAL_GDAL_CACHEMAX, in MB). Nothing was read or written."
+        )
+    one_unit = summary.process_base_bytes + summary.unit_peak_bytes
+    advice = (
+        f"run fewer units at once per worker (--threads, now {summary.threads_per_worker}), "
+        if summary.threads_per_worker > 1 and one_unit <= summary.memory_limit
+        else ""
+    )
+    raise MemoryLimitError(
+        f"A worker would need about {format_bytes(summary.worker_peak_bytes)} "
+        f"({summary.threads_per_worker} unit(s) at once x "
+        f"{format_bytes(summary.unit_peak_bytes)} for the largest, {summary.largest_unit}, plus "
+        f"{format_bytes(summary.process_base_bytes)} for the process and GDAL's caches), more "
+        f"than its memory limit of {format_bytes(summary.memory_limit)}. Lower --chunk-size "
+        f"(now {summary.tile[1]} px), {advice}or raise --memory-limit. Nothing was read or "
+        "written."
+    )
+
+
+def format_plan(summary: PlanSummary) -> str:
+    """The plan as ``--dry-run`` prints it."""
+    t, y, x = summary.shape
+    variables = ", ".join(f"{name} {dtype}" for name, dtype in summary.variables)
+    periods = summary.periods
+    shown = ", ".join(periods[:4]) + (f", ... ({len(periods)})" if len(periods) > 4 else "")
+    limit = (
+        "no limit"
+        if summary.memory_limit is None
+        else f"limit {format_bytes(summary.memory_limit)}: "
+        + ("fits" if summary.fits else "DOES NOT FIT")
+    )
+    lines = [
+        "Plan (dry run: nothing was read or written)",
+        f"  scenes        {summary.scenes} ({summary.solar_days} solar days)",
+        f"  periods       {len(periods)}: {shown}",
+        f"  work units    {summary.units} (tiles of {summary.tile[0]} x {summary.tile[1]} px, "
+        f"halo {summary.halo} px)",
+        f"  output        {t} x {y} x {x} (time, y, x) in {summary.crs}: {variables}",
+        f"  to read       about {format_bytes(summary.bytes_to_read)} of decoded pixels",
+        f"  to write      {summary.bytes_to_write} bytes ({format_bytes(summary.bytes_to_write)})"
+        " of values, before compression",
+        f"  peak memory   about {format_bytes(summary.worker_peak_bytes)} per worker "
+        f"({summary.threads_per_worker} unit(s) at once x "
+        f"{format_bytes(summary.unit_peak_bytes)} + {format_bytes(summary.process_base_bytes)} "
+        f"process and GDAL caches); {limit}",
+    ]
+    return "\n".join(lines)
+
+
+def default_memory_limit(workers: int | None = None) -> int:
+    """A local worker's share of this machine's memory (all of it for the thread engine)."""
+    import psutil
+
+    total = int(psutil.virtual_memory().total)
+    if workers:
+        return total // workers
+    return min(available_memory(), total)
+
+
+__all__ = [
+    "PROCESS_BASE_BYTES",
+    "PlanSummary",
+    "available_memory",
+    "check_memory",
+    "default_memory_limit",
+    "estimate_plan",
+    "format_plan",
+    "parse_memory",
+]
