@@ -417,3 +417,51 @@ def test_validity_is_the_masks_verdict_whatever_the_tiling(archive, tmp_path):
     # the dilation rejects clear-looking pixels next to clouds, as a mosaic's mask does
     surface = [int(SclClass.VEGETATION), int(SclClass.NOT_VEGETATED)]
     assert (np.isin(scl, surface) & (valid == 0)).any()
+
+
+def test_a_cube_filled_on_a_dask_cluster_with_a_worker_killed_is_bit_identical(
+    archive, tmp_path, whole, dask_cluster
+):
+    """The same units on a real scheduler and worker processes; one worker SIGKILLed mid-run."""
+    out = tmp_path / "dask.zarr"
+    cube(**options(archive, out, initialize=True))
+    killed: list[int] = []
+
+    def kill_one_worker(done, total):
+        if done == 2 and not killed:
+            pid = next(iter(dask_cluster.worker_pids().values()))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    result = cube(
+        **options(archive, out, initialize=False),
+        dask_scheduler=dask_cluster.address,
+        progress=kill_one_worker,
+    )
+    assert killed and result.remaining == 0
+    same_values(out, whole.out)
+    finished = Manifest(str(out)).finished()
+    assert {k: r["sha256"] for k, r in finished.items()} == {
+        k: r["sha256"] for k, r in Manifest(whole.out).finished().items()
+    }
+
+
+def test_dry_run_sizes_the_cube_and_writes_nothing(archive, tmp_path, whole):
+    out = tmp_path / "dry.zarr"
+    args = [
+        "cube", "--stac", str(archive.catalog), "--bbox", *map(str, archive.bbox),
+        "--start-date", START, "--end-date", END, "--bands", "red", "--bands", "nir",
+        "--crs", "EPSG:2157", "--resolution", "20", "--chunk-size", "64", "--time-chunk", "2",
+        "--time-shard", "4", "--margin", "400", "--out", str(out),
+    ]  # fmt: skip
+    shown = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert shown.exit_code == 0, shown.output
+    assert not out.exists()
+    written = sum(zarr.open_group(whole.out, mode="r")[name].nbytes for name in VARIABLES)
+    assert f"to write      {written} bytes" in shown.output
+    assert f"work units    {whole.units} " in shown.output
+    t, y, x = whole.shape
+    assert f"output        {t} x {y} x {x} (time, y, x)" in shown.output
+    refused = CliRunner().invoke(cli, [*args, "--memory-limit", "64MiB"])
+    assert refused.exit_code == 2 and "memory limit" in refused.stderr
+    assert not out.exists()

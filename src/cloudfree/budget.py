@@ -1,9 +1,11 @@
 """What a job costs, known before any pixel is read: the dry-run summary and the memory check.
 
-:func:`estimate_plan` works on any :class:`~cloudfree.grid.Plan` given the layers each unit
-reads and the variables it writes (mosaics and cubes alike); :func:`describe_plan` fills those in
-for a mosaic request. :func:`check_memory` refuses a job whose work units would not fit a
-worker's memory, before the store is created; :func:`format_plan` is what ``--dry-run`` prints.
+:func:`estimate_plan` works on a mosaic's :class:`~cloudfree.grid.Plan` given the layers each
+unit reads and the variables it writes (``pipeline.describe_plan`` fills those in);
+``cube.describe_cube`` builds the same summary for a cube from :func:`read_bytes` and
+:func:`unit_peak_bytes` (a cube unit holds its days' stack and writes it, with no composite).
+:func:`check_memory` refuses a job whose work units would not fit a worker's memory, before the
+store is created; :func:`format_plan` is what ``--dry-run`` prints.
 
 The peak memory of one unit follows what ``composite_unit`` holds at its busiest, for the tile
 padded by the halo (``S`` pixels), ``T`` solar days, ``B`` int16 bands and ``L`` uint8 mask
@@ -28,10 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from dask.utils import format_bytes, parse_bytes
+from odc.geo.geobox import GeoBox
 
 from cloudfree.bands import Band
+from cloudfree.engine import EngineSpec, local_cluster_threads
 from cloudfree.errors import InvalidInputError, MemoryLimitError
 from cloudfree.grid import Plan, WorkUnit, pixel_size_metres
+from cloudfree.scene import Scene
 
 #: Resident memory of a worker process before its first unit: Python, numpy, numba's compiled
 #: kernels, GDAL, zarr and xarray (measured: 307 MiB; see benchmarks/memory_estimate.py).
@@ -116,18 +121,20 @@ def gdal_cache_bytes(gdal_options: Mapping[str, str | int]) -> int:
     return total
 
 
-def _read_bytes(unit: WorkUnit, layers: Sequence[Band], halo: int, pixel_m: float) -> int:
-    """Decoded bytes one unit reads.
+def read_bytes(
+    geobox: GeoBox, scenes: Sequence[Scene], layers: Sequence[Band], halo: int, pixel_m: float
+) -> int:
+    """Decoded bytes one unit reads: ``scenes`` onto ``geobox`` padded by ``halo`` pixels.
 
     Per scene and layer: the padded tile's share of the scene at the resolution it is read at
     (a coarser overview when the output is coarser).
     """
-    padded = unit.geobox.pad(halo) if halo else unit.geobox
+    padded = geobox.pad(halo) if halo else geobox
     ny, nx = padded.shape.yx
     area_m2 = ny * nx * pixel_m * pixel_m
     extent = padded.extent.to_crs("EPSG:4326")
     total = 0.0
-    for scene in unit.scenes:
+    for scene in scenes:
         overlap = extent.intersection(scene.footprint).area / max(extent.area, 1e-30)
         for band in layers:
             asset = scene.bands.get(band.id)
@@ -168,7 +175,7 @@ def estimate_plan(
         ny, nx = unit.geobox.shape.yx
         days = len({scene.solar_day for scene in unit.scenes})
         padded = (ny + 2 * job.halo) * (nx + 2 * job.halo)
-        to_read += _read_bytes(unit, [*bands, *mask_layers], job.halo, pixel_m)
+        to_read += read_bytes(unit.geobox, unit.scenes, [*bands, *mask_layers], job.halo, pixel_m)
         to_write += ny * nx * out_bytes
         cost = unit_peak_bytes(padded, ny * nx, days, len(bands), len(mask_layers), out_bytes)
         if cost > peak:
@@ -237,7 +244,7 @@ def format_plan(summary: PlanSummary) -> str:
     lines = [
         "Plan (dry run: nothing was read or written)",
         f"  scenes        {summary.scenes} ({summary.solar_days} solar days)",
-        f"  periods       {len(periods)}: {shown}",
+        *([f"  periods       {len(periods)}: {shown}"] if periods else []),
         f"  work units    {summary.units} (tiles of {summary.tile[0]} x {summary.tile[1]} px, "
         f"halo {summary.halo} px)",
         f"  output        {t} x {y} x {x} (time, y, x) in {summary.crs}: {variables}",
@@ -250,6 +257,26 @@ def format_plan(summary: PlanSummary) -> str:
         f"process and GDAL caches); {limit}",
     ]
     return "\n".join(lines)
+
+
+def worker_budget(
+    spec: EngineSpec, threads: int, memory_limit: int | None
+) -> tuple[int, int | None]:
+    """Units at once in one worker and a worker's memory limit, for an engine not started here.
+
+    Threads: ``threads``; a local cluster: its threads per worker; a remote cluster: one unit
+    at a time. The limit is ``memory_limit`` (``--memory-limit``), else a share of this
+    machine's memory for threads and local clusters, else none.
+    """
+    if spec.kind == "threads":
+        per_worker = threads
+    elif spec.kind == "local" and spec.workers:
+        per_worker = spec.threads_per_worker or local_cluster_threads(spec.workers)
+    else:
+        per_worker = 1
+    if memory_limit is None and spec.kind in ("threads", "local"):
+        memory_limit = default_memory_limit(spec.workers)
+    return max(per_worker, 1), memory_limit
 
 
 def default_memory_limit(workers: int | None = None) -> int:

@@ -14,7 +14,6 @@ unit redone after a crash rewrites only its own region with the same values.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -33,8 +32,27 @@ from odc.geo.geom import Geometry, unary_union
 from cloudfree import __version__
 from cloudfree.access import redact_message
 from cloudfree.bands import Band, canonical_band, resolve_bands
+from cloudfree.budget import (
+    PROCESS_BASE_BYTES,
+    PlanSummary,
+    check_memory,
+    gdal_cache_bytes,
+    parse_memory,
+    read_bytes,
+    unit_peak_bytes,
+    worker_budget,
+)
 from cloudfree.config import ReadSettings, default_threads, read_settings
-from cloudfree.engine import ProgressCallback, run_units
+from cloudfree.engine import (
+    Engine,
+    EngineSpec,
+    Notify,
+    ProgressCallback,
+    ShippedUnitTask,
+    engine_spec,
+    open_engine,
+    run_units,
+)
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import (
     DEFAULT_RESOLUTION_METRES,
@@ -105,6 +123,10 @@ class CubeRequest:
     limit: int | None
     threads: int
     settings: ReadSettings = field(default_factory=ReadSettings)
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    """Where the units run: threads here (default) or a Dask cluster."""
+    memory_limit: int | None = None
+    """Bytes one worker may use (``--memory-limit``); default the cluster's or the machine's."""
 
     def lineage(self) -> str:
         """How the cube's values were made, in one line."""
@@ -201,6 +223,11 @@ def build_cube_request(
     resume: bool = False,
     limit: int | None = None,
     threads: int | None = None,
+    workers: int | None = None,
+    dask_scheduler: str | None = None,
+    dask_gateway: str | None = None,
+    coiled: bool = False,
+    memory_limit: str | int | None = None,
 ) -> CubeRequest:
     """Validate every option and return a request; raises before any expensive work.
 
@@ -244,6 +271,14 @@ def build_cube_request(
         raise InvalidInputError(f"--limit must be at least 1 work unit, got {limit}.")
     if initialize is True and limit is not None:
         raise InvalidInputError("--limit counts units filled; --initialize alone fills none.")
+    engine = engine_spec(
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        dask_gateway=dask_gateway,
+        coiled=coiled,
+        threads=threads,
+    )
+    memory_bytes = parse_memory(memory_limit) if memory_limit is not None else None
     creating = initialize is not False and not resume
     out = location.absolute(out)
     if creating:
@@ -279,6 +314,8 @@ def build_cube_request(
         limit=limit,
         threads=threads if threads is not None else default_threads(),
         settings=read_settings(),
+        engine=engine,
+        memory_limit=memory_bytes,
     )
 
 
@@ -472,40 +509,123 @@ def block_checksum(block: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def fill_unit(request: CubeRequest, job: CubePlan, unit: CubeUnit) -> None:
-    """Load, write and record one unit (a module-level function, so engines can ship it)."""
-    manifest = Manifest(request.out)
-    try:
-        block = load_block(request, job, unit)
-        ys, xs = job.tiles.roi[unit.tile]
-        CubeStore(request.out).write(slice(*unit.times), ys, xs, block)
-    except Exception as exc:
-        manifest.record_failure(unit.key, redact_message(str(exc)))
-        raise
-    manifest.record_done(unit.key, block_checksum(block))
+class CubeFiller(ShippedUnitTask):
+    """Load one unit's days, write its region, and record it (or its failure) in the manifest.
+
+    What every engine runs for every unit; it ships to Dask workers without the read settings
+    (:class:`~cloudfree.engine.ShippedUnitTask`).
+    """
+
+    def __init__(self, request: CubeRequest, job: CubePlan) -> None:
+        self.request = request
+        self.job = job
+
+    def __call__(self, unit: CubeUnit) -> None:
+        """Fill one unit (idempotent: it writes exactly its own shards)."""
+        manifest = Manifest(self.request.out)
+        try:
+            block = load_block(self.request, self.job, unit)
+            ys, xs = self.job.tiles.roi[unit.tile]
+            CubeStore(self.request.out).write(slice(*unit.times), ys, xs, block)
+        except Exception as exc:
+            manifest.record_failure(unit.key, redact_message(str(exc)))
+            raise
+        manifest.record_done(unit.key, block_checksum(block))
 
 
-def fill_cube(
-    request: CubeRequest, job: CubePlan, *, progress: ProgressCallback | None = None
-) -> int:
-    """Fill the units without a ``done`` record (at most ``limit``); returns those left."""
-    finished = set(Manifest(request.out).finished())
+def units_to_fill(request: CubeRequest, job: CubePlan) -> list[CubeUnit]:
+    """The units without a ``done`` record, at most ``limit`` of them."""
+    finished = set(Manifest(request.out).finished()) if location.exists(request.out) else set()
     todo = [u for u in job.units if u.key not in finished]
     if finished:
         log.info("%d of %d work units already finished", len(finished), len(job.units))
-    if request.limit is not None:
-        todo = todo[: request.limit]
+    return todo if request.limit is None else todo[: request.limit]
+
+
+def fill_cube(
+    request: CubeRequest,
+    job: CubePlan,
+    *,
+    engine: Engine | None = None,
+    progress: ProgressCallback | None = None,
+) -> int:
+    """Fill the units without a ``done`` record (at most ``limit``); returns those left."""
+    todo = units_to_fill(request, job)
     run_units(
         todo,
-        functools.partial(fill_unit, request, job),
+        CubeFiller(request, job),
         threads=request.threads,
         key=lambda u: u.key,
         progress=progress,
+        engine=engine,
     )
-    return sum(1 for u in job.units if u.key not in finished) - len(todo)
+    finished = set(Manifest(request.out).finished())
+    return sum(1 for u in job.units if u.key not in finished)
 
 
-def run_cube(request: CubeRequest, *, progress: ProgressCallback | None = None) -> CubeResult:
+def describe_cube(
+    request: CubeRequest,
+    job: CubePlan,
+    *,
+    units: Sequence[CubeUnit] | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: int | None = None,
+) -> PlanSummary:
+    """The cube job's size and cost (``--dry-run``), from its plan alone."""
+    todo = job.units if units is None else units
+    bands = [band for _, band in request.bands]
+    layers = [canonical_band(name) for name in request.mask.layers]
+    variables = job.variables
+    days_bytes = sum(np.dtype(storage_dtype(v.spec)).itemsize for v in variables)
+    to_read = to_write = peak = 0
+    largest = ""
+    for unit in todo:
+        ny, nx = unit.geobox.shape.yx
+        days = unit.times[1] - unit.times[0]
+        padded = (ny + 2 * job.halo) * (nx + 2 * job.halo)
+        to_read += read_bytes(
+            unit.geobox, unit.scenes, [*bands, *layers], job.halo, job.pixel_size_m
+        )
+        to_write += days * ny * nx * days_bytes
+        # the loaded stack, plus the block written (every variable over the unit's days)
+        cost = unit_peak_bytes(padded, ny * nx, days, len(bands), len(layers), days * days_bytes)
+        if cost > peak:
+            peak, largest = cost, unit.key
+    per_worker, limit = worker_budget(request.engine, request.threads, request.memory_limit)
+    info = job.info
+    return PlanSummary(
+        scenes=len(job.scenes),
+        solar_days=len(info.days),
+        periods=(),
+        units=len(todo),
+        tile=(min(info.chunk, job.shape[1]), min(info.chunk, job.shape[2])),
+        halo=job.halo,
+        shape=job.shape,
+        crs=str(info.geobox.crs),
+        variables=tuple((v.name, np.dtype(storage_dtype(v.spec)).name) for v in variables),
+        bytes_to_read=to_read,
+        bytes_to_write=to_write,
+        unit_peak_bytes=peak,
+        largest_unit=largest,
+        process_base_bytes=PROCESS_BASE_BYTES + gdal_cache_bytes(request.settings.gdal_options),
+        threads_per_worker=threads_per_worker or per_worker,
+        memory_limit=memory_limit or limit,
+    )
+
+
+def dry_run_cube(request: CubeRequest) -> PlanSummary:
+    """Search and plan, and say what a run would cost; no pixel is read, nothing written."""
+    job = plan_cube(request, search_cube(request))
+    units = units_to_fill(request, job) if request.fill else []
+    return describe_cube(request, job, units=units)
+
+
+def run_cube(
+    request: CubeRequest,
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Notify | None = None,
+) -> CubeResult:
     """Run a validated cube request through every stage."""
     scenes = search_cube(request)
     job = plan_cube(request, scenes)
@@ -517,6 +637,38 @@ def run_cube(request: CubeRequest, *, progress: ProgressCallback | None = None) 
         job.info.geobox.crs,
         len(job.units),
     )
+    with open_engine(
+        request.engine, threads=request.threads, memory_limit=request.memory_limit, notify=notify
+    ) as engine:
+        if request.fill:
+            check_memory(
+                describe_cube(
+                    request,
+                    job,
+                    threads_per_worker=engine.threads_per_worker,
+                    memory_limit=request.memory_limit or engine.memory_limit,
+                )
+            )
+        remaining = _initialize_and_fill(request, job, engine, progress)
+    return CubeResult(
+        out=request.out,
+        shape=job.shape,
+        crs=str(job.info.geobox.crs),
+        days=job.info.days,
+        variables=tuple(v.name for v in job.variables),
+        scenes=len(scenes),
+        units=len(job.units),
+        remaining=remaining,
+    )
+
+
+def _initialize_and_fill(
+    request: CubeRequest,
+    job: CubePlan,
+    engine: Engine,
+    progress: ProgressCallback | None,
+) -> int:
+    """Under the store's lock: create the store (or check it), then fill it."""
     manifest = Manifest(request.out)
     if request.initialize:
         if request.overwrite and location.exists(request.out):
@@ -535,24 +687,20 @@ def run_cube(request: CubeRequest, *, progress: ProgressCallback | None = None) 
             check_initialized(request, job)
         remaining = len(job.units)
         if request.fill:
-            remaining = fill_cube(request, job, progress=progress)
+            remaining = fill_cube(request, job, engine=engine, progress=progress)
             if remaining:
                 log.warning("%d work units remain; rerun with --resume to continue", remaining)
     finally:
         manifest.release(lock)
-    return CubeResult(
-        out=request.out,
-        shape=job.shape,
-        crs=str(job.info.geobox.crs),
-        days=job.info.days,
-        variables=tuple(v.name for v in job.variables),
-        scenes=len(scenes),
-        units=len(job.units),
-        remaining=remaining,
-    )
+    return remaining
 
 
-def cube(*, progress: ProgressCallback | None = None, **options: object) -> CubeResult:
+def cube(
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Notify | None = None,
+    **options: object,
+) -> CubeResult:
     """Make (or fill) a data cube; the options are those of :func:`build_cube_request`.
 
     Example::
@@ -562,4 +710,4 @@ def cube(*, progress: ProgressCallback | None = None, **options: object) -> Cube
                        bands=["red", "nir"], out="cube.zarr")
     """
     request = build_cube_request(**options)  # type: ignore[arg-type]
-    return run_cube(request, progress=progress)
+    return run_cube(request, progress=progress, notify=notify)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -27,9 +27,9 @@ from cloudfree.bands import Band, canonical_band, resolve_bands
 from cloudfree.budget import (
     PlanSummary,
     check_memory,
-    default_memory_limit,
     estimate_plan,
     parse_memory,
+    worker_budget,
 )
 from cloudfree.catalog.stac_output import (
     PeriodOutput,
@@ -51,8 +51,8 @@ from cloudfree.engine import (
     EngineSpec,
     Notify,
     ProgressCallback,
+    ShippedUnitTask,
     engine_spec,
-    local_cluster_threads,
     open_engine,
     run_units,
 )
@@ -726,14 +726,11 @@ def finish(
     return tuple(cogs), catalog_href
 
 
-class UnitRunner:
+class UnitRunner(ShippedUnitTask):
     """Composite one unit, write its region, and record it in the manifest (or its failure).
 
-    What every engine runs for every unit. Picklable for Dask workers, where it arrives once per
-    worker: it carries the request and the plan's grid and periods (not its units and scenes,
-    which each unit brings), never the read settings: those may hold secrets (an HTTP header in
-    ``CLOUDFREE_GDAL_*``), so a worker reads its own, which the engine's worker plugin set
-    (:mod:`cloudfree.engine.dask_engine`). The store is reopened once in each process.
+    What every engine runs for every unit; it ships to Dask workers without the read settings
+    (:class:`~cloudfree.engine.ShippedUnitTask`). The store is reopened once in each process.
     """
 
     def __init__(self, request: MosaicRequest, job: Plan, store: MosaicStore | None = None) -> None:
@@ -741,19 +738,8 @@ class UnitRunner:
         self.job = job
         self._store = store
 
-    def __getstate__(self) -> dict[str, object]:
-        return {
-            "request": replace(self.request, settings=ReadSettings()),
-            "job": replace(self.job, units=(), scenes=()),
-        }
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        request = state["request"]
-        assert isinstance(request, MosaicRequest)
-        job = state["job"]
-        assert isinstance(job, Plan)
-        self.request = replace(request, settings=read_settings())
-        self.job = job
+    def reopened(self) -> None:
+        """Open the store again in the worker's process, on first use."""
         self._store = None
 
     def __call__(self, unit: WorkUnit) -> None:
@@ -796,26 +782,15 @@ def describe_plan(
     ``threads_per_worker`` and ``memory_limit`` default to what the request's engine will have
     (for a cluster that is not started here: one unit at a time, the user's ``--memory-limit``).
     """
-    spec = request.engine
-    if threads_per_worker is None:
-        if spec.kind == "threads":
-            threads_per_worker = request.threads
-        elif spec.kind == "local" and spec.workers:
-            threads_per_worker = spec.threads_per_worker or local_cluster_threads(spec.workers)
-        else:
-            threads_per_worker = 1
-    if memory_limit is None:
-        memory_limit = request.memory_limit
-    if memory_limit is None and spec.kind in ("threads", "local"):
-        memory_limit = default_memory_limit(spec.workers)
+    per_worker, limit = worker_budget(request.engine, request.threads, request.memory_limit)
     return estimate_plan(
         job,
         bands=request.load.bands,
         mask_layers=request.load.mask_layers,
         variables=output_variables(request),
         gdal_options=request.settings.gdal_options,
-        threads_per_worker=threads_per_worker,
-        memory_limit=memory_limit,
+        threads_per_worker=threads_per_worker or per_worker,
+        memory_limit=memory_limit or limit,
         units=units,
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cloudfree.cli.options import BAND, grid_options, source_options
+from cloudfree.cli.options import BAND, engine_options, grid_options, source_options
 from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
 from cloudfree.masks import mask_names
 from cloudfree.options import parse_option_pairs
@@ -112,11 +112,12 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="--initialize only creates the empty store (its shape is known from the search); "
     "--no-initialize fills an existing one. Default: both.",
 )
+@engine_options
 @click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker threads (default: CPU count).",
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (scenes, solar days, work units, shape, bytes to read and write, peak "
+    "memory per worker) and stop; nothing is read or written.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option(
@@ -132,15 +133,25 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.pass_context
 @_handle_errors
-def cube(ctx: click.Context, mask_option_pairs: tuple[str, ...], **options: Any) -> None:
+def cube(
+    ctx: click.Context, mask_option_pairs: tuple[str, ...], dry_run: bool, **options: Any
+) -> None:
     """Write every solar day of a search on the target grid into a Zarr v3 cube."""
+    from cloudfree.budget import check_memory, format_plan
     from cloudfree.cli.main import _progress
-    from cloudfree.cube import build_cube_request, run_cube
+    from cloudfree.cube import build_cube_request, dry_run_cube, run_cube
 
     options["mask_options"] = parse_option_pairs(mask_option_pairs)
     request = build_cube_request(**options)
+    if dry_run:
+        summary = dry_run_cube(request)
+        click.echo(format_plan(summary))
+        check_memory(summary)
+        return
     with _progress(not ctx.obj["quiet"] and request.fill, "filling cube") as progress:
-        result = run_cube(request, progress=progress)
+        result = run_cube(
+            request, progress=progress, notify=lambda text: click.echo(text, err=True)
+        )
     if not ctx.obj["quiet"]:
         click.echo(
             f"Cube {result.out}: shape {result.shape} (time, y, x) in {result.crs}, variables "

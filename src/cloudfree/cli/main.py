@@ -17,7 +17,7 @@ from cloudfree import __version__
 from cloudfree.access import redact_message
 from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
-from cloudfree.cli.options import BAND, PERIOD, grid_options, source_options
+from cloudfree.cli.options import BAND, PERIOD, engine_options, grid_options, source_options
 from cloudfree.composite import compositor_factory, compositor_names, compositor_options
 from cloudfree.errors import CloudfreeError
 from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
@@ -194,40 +194,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
     "(default) or the newest (the cdse-l3 preset's rule).",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker threads (default: CPU count).",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Run on a local Dask cluster of N worker processes (--threads: threads per worker).",
-)
-@click.option(
-    "--dask-scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Run on a running Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786.",
-)
-@click.option(
-    "--dask-gateway",
-    default=None,
-    metavar="URL",
-    help="Run on a new cluster of this dask-gateway server (extra: cloudfree[gateway]).",
-)
-@click.option(
-    "--coiled", is_flag=True, help="Run on a new Coiled cluster (extra: cloudfree[coiled])."
-)
-@click.option(
-    "--memory-limit",
-    default=None,
-    metavar="SIZE",
-    help="Memory one worker may use, e.g. 4GB or 512MiB (default: the cluster's worker limit, "
-    "or the memory available here); a job whose tiles do not fit is refused before it starts.",
-)
+@engine_options
 @click.option(
     "--dry-run",
     is_flag=True,

@@ -129,3 +129,42 @@ grid_options = _compose(
         help="Tile size in pixels (one Zarr chunk and one work unit per tile and period).",
     ),
 )
+
+
+# Where the work units run: threads here, a local Dask cluster, or a running one.
+engine_options = _compose(
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker threads (default: CPU count).",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Run on a local Dask cluster of N worker processes (--threads: threads per worker).",
+    ),
+    click.option(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Run on a running Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786.",
+    ),
+    click.option(
+        "--dask-gateway",
+        default=None,
+        metavar="URL",
+        help="Run on a new cluster of this dask-gateway server (extra: cloudfree[gateway]).",
+    ),
+    click.option(
+        "--coiled", is_flag=True, help="Run on a new Coiled cluster (extra: cloudfree[coiled])."
+    ),
+    click.option(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="Memory one worker may use, e.g. 4GB or 512MiB (default: the cluster's worker limit, "
+        "or the memory available here); a job whose tiles do not fit is refused before it starts.",
+    ),
+)

@@ -20,8 +20,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from cloudfree.errors import CloudfreeError, InvalidInputError, RunFailedError
 
@@ -254,6 +254,38 @@ def open_engine(
 
     with dask_engine(spec, memory_limit=memory_limit, notify=notify) as engine:
         yield engine
+
+
+class ShippedUnitTask:
+    """Base of what an engine runs for every unit: picklable without the read settings.
+
+    Subclasses hold ``request`` (a frozen dataclass with a ``settings`` field) and ``job`` (a
+    frozen plan with ``units`` and ``scenes``). A Dask worker gets it once: the request without
+    its read settings, which may hold secrets (an HTTP header in ``CLOUDFREE_GDAL_*``), and the
+    plan without its units and scenes, which each unit brings. The worker reads its own
+    settings, set by the engine's worker plugin (:mod:`cloudfree.engine.dask_engine`).
+    """
+
+    request: Any
+    job: Any
+
+    def __getstate__(self) -> dict[str, object]:
+        from cloudfree.config import ReadSettings
+
+        return {
+            "request": replace(self.request, settings=ReadSettings()),
+            "job": replace(self.job, units=(), scenes=()),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from cloudfree.config import read_settings
+
+        self.request = replace(state["request"], settings=read_settings())
+        self.job = state["job"]
+        self.reopened()
+
+    def reopened(self) -> None:
+        """Called after unpickling in a worker; reset per-process state here."""
 
 
 def run_units(
