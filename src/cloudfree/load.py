@@ -185,7 +185,7 @@ def _read_layer(
             factor, shift = _reflectance_factors(asset)
             target = out[dn.rows, dn.cols]
             reflectance_into(
-                dn.block, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX, NODATA, target
+                dn.block, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), target
             )
         else:
             out[...] = to_reflectance(dn, asset)

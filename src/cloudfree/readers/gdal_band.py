@@ -10,7 +10,7 @@ from odc.geo.roi import roi_is_empty
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from cloudfree.readers.window import Pasted, place_window_raw
+from cloudfree.readers.window import Pasted, place_window_raw, tight_window
 
 
 def read_window(
@@ -70,6 +70,7 @@ def _read_level(
     categorical: bool,
     src_nodata: float,
 ) -> np.ndarray | Pasted:
+    roi = tight_window(src_gbox, geobox, roi, resampling, categorical=categorical)
     ys, xs = roi.roi_src
     window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
     block = src.read(1, window=window)
