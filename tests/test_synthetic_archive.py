@@ -403,10 +403,30 @@ def test_regenerate_and_refuse_foreign_directory(tmp_path: Path) -> None:
     assert (foreign / "keep.txt").read_text() == "mine"
 
 
+def test_one_tile_archive(tmp_path: Path) -> None:
+    """``tiles=``: only that tile's scenes, one per date, consistent with its own record."""
+    one = make_archive(tmp_path / "one", seed=7, tile_size=64, n_dates=3, tiles=["29UPV"])
+    assert [t.id for t in one.tiles] == ["29UPV"]
+    assert [s.tile_id for s in one.scenes] == ["29UPV"] * 3
+    assert len({s.datetime for s in one.scenes}) == 3
+    reopened = SyntheticArchive.open(one.root)
+    assert [s.id for s in reopened.scenes] == [s.id for s in one.scenes]
+    assert read(one.scenes[0].band_path("B04")).shape == (64, 64)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"tile_size": 100}, {"tile_size": 32}, {"n_dates": 0}, {"seed": -1}]
+    "kwargs",
+    [
+        {"tile_size": 100},
+        {"tile_size": 32},
+        {"n_dates": 0},
+        {"seed": -1},
+        {"tiles": ["31UAB"]},
+        {"tiles": []},
+        {"tiles": "29UPV"},
+    ],
 )
-def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, int]) -> None:
+def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):
         make_archive(tmp_path / "x", **kwargs)
 

@@ -33,7 +33,9 @@ from cloudfree.access import ResolvedStore, redact_href, redact_message
 from cloudfree.bands import BANDS, Band, BandKind
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
-from cloudfree.readers.gdal_band import read_window
+from cloudfree.readers.encode import reflectance_into
+from cloudfree.readers.gdal_band import read_window_raw
+from cloudfree.readers.window import Pasted
 from cloudfree.readers.zarr_band import is_zarr_href, read_zarr_window
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources import providers
@@ -102,43 +104,53 @@ def load_stack(
     *,
     inside: np.ndarray | None = None,
 ) -> Stack:
-    """Load every scene touching ``geobox`` into a stack with one layer per solar day."""
+    """Load every scene touching ``geobox`` into a stack with one layer per solar day.
+
+    The stack is allocated once and each day is read into its slot (no per-day copies and no
+    final ``np.stack``); a day whose scenes turn out to have no pixel in the tile gives its slot
+    to the next day.
+    """
     by_day: dict[date, list[Scene]] = defaultdict(list)
     for scene in scenes:
         by_day[scene.solar_day].append(scene)
+    ny, nx = geobox.shape.yx
+    n = len(by_day)
+    data = np.full((n, len(options.bands), ny, nx), NODATA, dtype=np.int16)
+    stacked = {band.id: _missing(band, (n, ny, nx)) for band in options.mask_layers}
     days: list[date] = []
-    layers: list[np.ndarray] = []
-    extra: dict[str, list[np.ndarray]] = {b.id: [] for b in options.mask_layers}
     stores = _Stores()
     with rasterio.Env(**settings.gdal_options):
         for day in sorted(by_day):
             ordered = _same_day_order(by_day[day], options.same_day)
-            merged = _load_day(geobox, ordered, options, settings, stores)
-            if merged is None:
-                continue
-            data, day_layers = merged
-            days.append(day)
-            layers.append(data)
-            for band_id, layer in day_layers.items():
-                extra[band_id].append(layer)
-    ny, nx = geobox.shape.yx
-    data = (
-        np.stack(layers)
-        if layers
-        else np.full((0, len(options.bands), ny, nx), NODATA, dtype=np.int16)
-    )
-    stacked = {
-        band.id: np.stack(extra[band.id]) if days else _missing(band, (0, ny, nx))
-        for band in options.mask_layers
-    }
+            k = len(days)
+            slot = _Slot(data[k], {band_id: layer[k] for band_id, layer in stacked.items()})
+            if _load_day(geobox, ordered, options, settings, stores, slot):
+                days.append(day)
+            else:
+                slot.clear(options)
+    kept = len(days)
     return Stack(
         geobox=geobox,
         days=tuple(days),
         bands=tuple(b.id for b in options.bands),
-        data=data,
-        layers=MappingProxyType(stacked),
+        data=data[:kept],
+        layers=MappingProxyType({k: v[:kept] for k, v in stacked.items()}),
         inside=inside,
     )
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one solar day goes in the stack: ``(band, y, x)`` values and each mask layer."""
+
+    data: np.ndarray
+    layers: dict[str, np.ndarray]
+
+    def clear(self, options: LoadOptions) -> None:
+        """Back to all missing."""
+        self.data[...] = NODATA
+        for band in options.mask_layers:
+            self.layers[band.id][...] = _missing(band, (1,))[0]
 
 
 def _missing(band: Band, shape: tuple[int, ...]) -> np.ndarray:
@@ -157,18 +169,38 @@ def _read_layer(
     resampling: str,
     settings: ReadSettings,
     stores: _Stores,
-) -> np.ndarray | None:
-    """One band of a scene in its stack encoding, or ``None`` where the scene misses the tile."""
+    out: np.ndarray,
+) -> bool:
+    """Read one band of a scene into ``out`` (all missing on entry) in its stack encoding.
+
+    Returns ``False`` (``out`` untouched) where the scene misses the tile. A window on the
+    output's own grid goes from the decoded integers straight into place.
+    """
     if band.is_reflectance:
-        dn = _read(scene, band.id, geobox, resampling, settings, stores)
-        return None if dn is None else to_reflectance(dn, scene.bands[band.id])
-    raw = _read(scene, band.id, geobox, "nearest", settings, stores)
-    if raw is None or band.categorical:
-        return None if raw is None else raw.astype(np.uint8)
-    percent = np.full(raw.shape, PROBABILITY_NODATA, dtype=np.uint8)
-    known = ~np.isnan(raw)
-    percent[known] = np.clip(np.rint(raw[known]), 0, 100).astype(np.uint8)
-    return percent
+        dn = _read(scene, band.id, geobox, resampling, settings, stores, raw=True)
+        if dn is None:
+            return False
+        asset = scene.bands[band.id]
+        if isinstance(dn, Pasted):
+            factor, shift = _reflectance_factors(asset)
+            target = out[dn.rows, dn.cols]
+            reflectance_into(
+                dn.block, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), target
+            )
+        else:
+            out[...] = to_reflectance(dn, asset)
+        return True
+    raw = _read(scene, band.id, geobox, "nearest", settings, stores, raw=band.categorical)
+    if raw is None:
+        return False
+    if isinstance(raw, Pasted):
+        out[raw.rows, raw.cols] = raw.block.astype(np.uint8)  # classes as they are
+    elif band.categorical:
+        out[...] = raw.astype(np.uint8)
+    else:
+        known = ~np.isnan(raw)
+        out[known] = np.clip(np.rint(raw[known]), 0, 100).astype(np.uint8)
+    return True
 
 
 def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
@@ -180,21 +212,41 @@ def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
     return layer != PROBABILITY_NODATA
 
 
-def _read_mask_layers(
-    scene: Scene,
+def _read_scene(
     geobox: GeoBox,
+    scene: Scene,
     options: LoadOptions,
     settings: ReadSettings,
     stores: _Stores,
-) -> dict[str, np.ndarray] | None:
-    """The mask layers of one scene, or ``None`` when one of them misses the tile."""
-    layers: dict[str, np.ndarray] = {}
+    slot: _Slot,
+) -> np.ndarray | None:
+    """Read a scene into ``slot`` (all missing on entry); where it has data, or ``None``.
+
+    A pixel has data when every output band and every mask layer has a value there; elsewhere
+    the slot is left (or put back to) missing. ``None`` when the scene misses the tile or one of
+    its mask layers does.
+    """
+    touched = False
+    for i, band in enumerate(options.bands):
+        touched |= _read_layer(
+            scene, band, geobox, options.resampling, settings, stores, slot.data[i]
+        )
+    if not touched:
+        return None
     for band in options.mask_layers:
-        values = _read_layer(scene, band, geobox, options.resampling, settings, stores)
-        if values is None:
+        layer = slot.layers[band.id]
+        if not _read_layer(scene, band, geobox, options.resampling, settings, stores, layer):
+            slot.clear(options)
             return None
-        layers[band.id] = values
-    return layers
+    present = np.all(slot.data != NODATA, axis=0)
+    for band in options.mask_layers:
+        present &= _has_value(band, slot.layers[band.id])
+    absent = ~present
+    for values in slot.data:
+        np.copyto(values, NODATA, where=absent)
+    for band in options.mask_layers:
+        np.copyto(slot.layers[band.id], _missing(band, (1,))[0], where=absent)
+    return present
 
 
 def _load_day(
@@ -203,50 +255,58 @@ def _load_day(
     options: LoadOptions,
     settings: ReadSettings,
     stores: _Stores,
-) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """Merge the scenes of one solar day: each pixel comes whole from the first scene with data.
+    slot: _Slot,
+) -> bool:
+    """Merge the scenes of one solar day into ``slot``; whether any pixel has data.
 
+    Each pixel comes whole from the first scene with data there.
     A pixel has data in a scene when every output band and every mask layer has a value there.
+    The first scene is read straight into the slot; a later one (same day, other tile or orbit)
+    into a scratch slot, from which it fills the pixels still empty.
     """
-    ny, nx = geobox.shape.yx
-    data = np.full((len(options.bands), ny, nx), NODATA, dtype=np.int16)
-    layers = {b.id: _missing(b, (ny, nx)) for b in options.mask_layers}
-    filled = np.zeros((ny, nx), dtype=bool)
+    filled: np.ndarray | None = None
+    scratch: _Slot | None = None
     for scene in scenes:
-        scene_data = np.full((len(options.bands), ny, nx), NODATA, dtype=np.int16)
-        touched = False
-        for i, band in enumerate(options.bands):
-            values = _read_layer(scene, band, geobox, options.resampling, settings, stores)
-            if values is not None:
-                scene_data[i] = values
-                touched = True
-        if not touched:
-            continue
-        scene_layers = _read_mask_layers(scene, geobox, options, settings, stores)
-        if scene_layers is None:
-            continue
-        present = np.all(scene_data != NODATA, axis=0)
-        for band in options.mask_layers:
-            present &= _has_value(band, scene_layers[band.id])
-        take = present & ~filled
-        if not take.any():
-            continue
-        data[:, take] = scene_data[:, take]
-        for band_id, values in scene_layers.items():
-            layers[band_id][take] = values[take]
-        filled |= take
-        if filled.all():
+        if filled is None:
+            filled = _read_scene(geobox, scene, options, settings, stores, slot)
+            if filled is not None and not filled.any():
+                filled = None
+        else:
+            if scratch is None:
+                scratch = _Slot(
+                    np.full(slot.data.shape, NODATA, dtype=np.int16),
+                    {b.id: _missing(b, filled.shape) for b in options.mask_layers},
+                )
+            else:
+                scratch.clear(options)
+            present = _read_scene(geobox, scene, options, settings, stores, scratch)
+            if present is None:
+                continue
+            take = present & ~filled
+            if not take.any():
+                continue
+            for values, more in zip(slot.data, scratch.data, strict=True):
+                np.copyto(values, more, where=take)
+            for band_id, layer in slot.layers.items():
+                np.copyto(layer, scratch.layers[band_id], where=take)
+            filled |= take
+        if filled is not None and filled.all():
             break
-    if not filled.any():
-        return None
-    return data, layers
+    return filled is not None
+
+
+def _reflectance_factors(asset: BandAsset) -> tuple[np.float32, np.float32]:
+    """The float32 ``(factor, shift)`` turning the asset's DNs into int16 reflectance * 10000."""
+    return (
+        np.float32(asset.scale / REFLECTANCE_SCALE),
+        np.float32(asset.offset / REFLECTANCE_SCALE),
+    )
 
 
 def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
     """float32 DNs (NaN = nodata) to int16 reflectance * 10000 with the asset's scale/offset."""
-    factor = asset.scale / REFLECTANCE_SCALE
-    shift = asset.offset / REFLECTANCE_SCALE
-    value = np.rint(dn * np.float32(factor) + np.float32(shift))
+    factor, shift = _reflectance_factors(asset)
+    value = np.rint(dn * factor + shift)
     missing = np.isnan(value)
     value[missing] = 0
     np.clip(value, VALUE_MIN, VALUE_MAX, out=value)
@@ -262,11 +322,15 @@ def _read(
     resampling: str,
     settings: ReadSettings,
     stores: _Stores,
-) -> np.ndarray | None:
+    *,
+    raw: bool = False,
+) -> np.ndarray | Pasted | None:
     """Read one band of a scene onto ``geobox``, retrying transient failures.
 
     Returns float32 DNs with NaN for nodata (uint8 classes with 0 for SCL), or ``None`` when the
-    scene does not overlap the tile. A permanent failure is a :class:`ReadError` naming the scene
+    scene does not overlap the tile; with ``raw``, a window on the output's own grid comes back
+    as :class:`~cloudfree.readers.window.Pasted` (the decoded pixels and where they go).
+    A permanent failure is a :class:`ReadError` naming the scene
     and the (unsigned, credential-free) href: never silent nodata.
     """
     asset = scene.bands[band_id]
@@ -287,6 +351,7 @@ def _read(
                     categorical=categorical,
                     crs=scene.crs,
                     storage_options=store.fsspec_options() if store else None,
+                    raw=raw,
                 )
         except (RasterioError, OSError) as exc:
             if asset.signer is not None:
@@ -349,8 +414,12 @@ def read_band(
     categorical: bool,
     crs: str | None,
     storage_options: dict[str, object] | None = None,
-) -> np.ndarray | None:
-    """Read one asset onto ``geobox`` with the reader its format needs (Zarr array or GDAL)."""
+    raw: bool = False,
+) -> np.ndarray | Pasted | None:
+    """Read one asset onto ``geobox`` with the reader its format needs (Zarr array or GDAL).
+
+    ``raw``: see :func:`cloudfree.readers.gdal_band.read_window_raw` (GDAL rasters only).
+    """
     if is_zarr_href(asset.href):
         if crs is None:
             raise ReadError(f"Zarr band {redact_href(asset.href)} needs its scene's CRS.")
@@ -363,9 +432,12 @@ def read_band(
             nodata=asset.nodata,
             storage_options=storage_options,
         )
-    return read_window(
+    placed = read_window_raw(
         gdal_href(asset), geobox, resampling, categorical=categorical, nodata=asset.nodata
     )
+    if isinstance(placed, Pasted) and not raw:
+        return placed.materialise(geobox, categorical=categorical)
+    return placed
 
 
 def gdal_href(asset: BandAsset) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
+from functools import cached_property
 from types import MappingProxyType
 
 import numpy as np
@@ -49,27 +50,45 @@ class Stack:
         """The scene classification layer, when loaded."""
         return self.layers.get("SCL")
 
-    @property
-    def has_data(self) -> np.ndarray:
-        """``(time, y, x)`` bool: every band has a value (and the pixel is inside the area)."""
-        present = np.all(self.data != NODATA, axis=1)
-        if self.inside is not None:
-            present &= self.inside[np.newaxis]
+    @cached_property
+    def has_values(self) -> np.ndarray:
+        """``(time, y, x)`` bool: every band has a value (computed once, band by band)."""
+        t, n, ny, nx = self.data.shape
+        if n == 0:
+            return np.ones((t, ny, nx), dtype=bool)
+        present = self.data[:, 0] != NODATA
+        for b in range(1, n):
+            present &= self.data[:, b] != NODATA
         return present
+
+    @cached_property
+    def has_data(self) -> np.ndarray:
+        """``(time, y, x)`` bool: every band has a value and the pixel is inside the area.
+
+        Computed once per stack; do not modify it.
+        """
+        if self.inside is None:
+            return self.has_values
+        return self.has_values & self.inside[np.newaxis]
 
     def crop(self, margin: int, inside: np.ndarray | None = None) -> Stack:
         """The stack without ``margin`` pixels on each side (a tile's halo), with ``inside``."""
+        window = (slice(margin, -margin or None), slice(margin, -margin or None))
+        known = self.__dict__.get("has_values")
         if margin == 0:
-            return replace(self, inside=inside)
-        window = (slice(margin, -margin), slice(margin, -margin))
-        return Stack(
-            geobox=self.geobox[window],
-            days=self.days,
-            bands=self.bands,
-            data=self.data[(..., *window)],
-            layers=MappingProxyType({k: v[(..., *window)] for k, v in self.layers.items()}),
-            inside=inside,
-        )
+            cropped = replace(self, inside=inside)
+        else:
+            cropped = Stack(
+                geobox=self.geobox[window],
+                days=self.days,
+                bands=self.bands,
+                data=self.data[(..., *window)],
+                layers=MappingProxyType({k: v[(..., *window)] for k, v in self.layers.items()}),
+                inside=inside,
+            )
+        if known is not None:  # cached_property stores in __dict__, frozen or not
+            cropped.__dict__["has_values"] = known[(..., *window)]
+        return cropped
 
 
 class Output(Enum):

@@ -10,7 +10,7 @@ from odc.geo.roi import roi_is_empty
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from cloudfree.readers.window import place_window
+from cloudfree.readers.window import Pasted, place_window_raw, tight_window
 
 
 def read_window(
@@ -21,6 +21,19 @@ def read_window(
     The window comes from the coarsest overview that still resolves ``geobox``. Returns float32
     DNs with NaN for nodata (uint8 classes with 0 for nodata when ``categorical``), or ``None``
     when the raster does not overlap ``geobox``.
+    """
+    placed = read_window_raw(href, geobox, resampling, categorical=categorical, nodata=nodata)
+    if isinstance(placed, Pasted):
+        return placed.materialise(geobox, categorical=categorical)
+    return placed
+
+
+def read_window_raw(
+    href: str, geobox: GeoBox, resampling: str, *, categorical: bool, nodata: float | None
+) -> np.ndarray | Pasted | None:
+    """:func:`read_window`, but a window on the output's own grid comes back unconverted.
+
+    See :func:`cloudfree.readers.window.place_window_raw`.
     """
     src_nodata = 0 if nodata is None else nodata
     with rasterio.open(href) as src:
@@ -56,10 +69,11 @@ def _read_level(
     resampling: str,
     categorical: bool,
     src_nodata: float,
-) -> np.ndarray:
+) -> np.ndarray | Pasted:
+    roi = tight_window(src_gbox, geobox, roi, resampling, categorical=categorical)
     ys, xs = roi.roi_src
     window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
     block = src.read(1, window=window)
-    return place_window(
+    return place_window_raw(
         block, src_gbox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
     )

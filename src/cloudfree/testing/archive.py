@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,8 +96,10 @@ class _Plan:
     blocksize: int
 
 
-def _validate(seed: int, tile_size: int, n_dates: int) -> None:
-    """Reject arguments the generator cannot honour."""
+def _validate(
+    seed: int, tile_size: int, n_dates: int, tiles: Sequence[str] | None
+) -> tuple[TileSpec, ...]:
+    """Reject arguments the generator cannot honour; return the tiles to generate."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}.")
     if not isinstance(tile_size, int | np.integer) or tile_size % 32 or not 64 <= tile_size <= 4096:
@@ -106,6 +108,14 @@ def _validate(seed: int, tile_size: int, n_dates: int) -> None:
         )
     if not isinstance(n_dates, int | np.integer) or not 1 <= n_dates <= 100:
         raise InvalidInputError(f"n_dates must be between 1 and 100, got {n_dates!r}.")
+    if tiles is None:
+        return TILE_SPECS
+    known = {spec.id: spec for spec in TILE_SPECS}
+    if isinstance(tiles, str) or not tiles or any(t not in known for t in tiles):
+        raise InvalidInputError(
+            f"tiles must be a non-empty list of {', '.join(known)}, got {tiles!r}."
+        )
+    return tuple(spec for spec in TILE_SPECS if spec.id in set(tiles))
 
 
 def _prepare_root(root: Path) -> Path:
@@ -139,10 +149,12 @@ def _make_tile(spec: TileSpec, tile_size: int) -> tuple[SyntheticTile, Polygon]:
     return SyntheticTile(spec.id, crs, transform, shape, (x0, y0, x1, y1)), footprint
 
 
-def _plan(root: Path, seed: int, tile_size: int, n_dates: int) -> _Plan:
+def _plan(
+    root: Path, seed: int, tile_size: int, n_dates: int, specs: tuple[TileSpec, ...]
+) -> _Plan:
     """Place the tiles, draw the world and plan every acquisition's sky."""
     extent = tile_extent_m(tile_size)
-    placed = [_make_tile(spec, tile_size) for spec in TILE_SPECS]
+    placed = [_make_tile(spec, tile_size) for spec in specs]
     tiles = tuple(tile for tile, _ in placed)
     footprints = tuple(footprint for _, footprint in placed)
     world = World.random(stream(seed, STREAM_WORLD), extent)
@@ -293,7 +305,12 @@ def _publish(plan: _Plan, scenes: list[SyntheticScene]) -> SyntheticArchive:
 
 
 def make_archive(
-    root: str | os.PathLike[str], *, seed: int = 42, tile_size: int = 512, n_dates: int = 12
+    root: str | os.PathLike[str],
+    *,
+    seed: int = 42,
+    tile_size: int = 512,
+    n_dates: int = 12,
+    tiles: Sequence[str] | None = None,
 ) -> SyntheticArchive:
     """Generate a deterministic synthetic Sentinel-2 L2A archive with a known truth.
 
@@ -314,6 +331,10 @@ def make_archive(
         Tile side in 10 m pixels (multiple of 32; SCL is ``tile_size // 2`` at 20 m).
     n_dates
         Number of acquisitions.
+    tiles
+        Generate only these of ``29UPV`` and ``30UUE`` (default both). The sky is planned over
+        the generated tiles, so a one-tile archive is consistent with itself (its truth and
+        conditions), not a subset of the two-tile archive.
 
     Returns
     -------
@@ -328,8 +349,8 @@ def make_archive(
         If ``root`` holds other data.
 
     """
-    _validate(seed, tile_size, n_dates)
-    plan = _plan(_prepare_root(Path(root)), int(seed), int(tile_size), int(n_dates))
+    specs = _validate(seed, tile_size, n_dates, tiles)
+    plan = _plan(_prepare_root(Path(root)), int(seed), int(tile_size), int(n_dates), specs)
     scenes: list[SyntheticScene] = []
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:

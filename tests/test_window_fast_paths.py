@@ -1,0 +1,147 @@
+"""Windows on the output's own grid: pasted or repeated, and exactly what the warp gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
+from odc.geo.roi import roi_is_empty
+
+from cloudfree.load import to_reflectance
+from cloudfree.readers.encode import reflectance_into
+from cloudfree.readers.warp import warp_window
+from cloudfree.readers.window import Pasted, place_window, place_window_raw, tight_window
+from cloudfree.scene import BandAsset
+from cloudfree.stack import NODATA, VALUE_MAX, VALUE_MIN
+
+SRC_NODATA = 0
+CRS = "EPSG:32629"
+
+
+def source(resolution: int) -> GeoBox:
+    """A 10/20/30 m source grid whose origin is a multiple of 60 m."""
+    size = 1200 // resolution * 10
+    return GeoBox((size, size), Affine(resolution, 0, 600_000, 0, -resolution, 5_900_020), CRS)
+
+
+def values(shape: tuple[int, int], *, categorical: bool, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if categorical:
+        data = rng.integers(0, 12, shape).astype(np.uint8)  # 0 is nodata
+    else:
+        data = rng.integers(1, 12_000, shape).astype(np.uint16)
+        data[rng.random(shape) < 0.02] = SRC_NODATA
+    return data
+
+
+def both_paths(
+    data: np.ndarray, src: GeoBox, tile: GeoBox, resampling: str, categorical: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the readers' result, the warp of the padded window as before the fast paths)."""
+    roi = compute_reproject_roi(src, tile, padding=2)
+    if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
+        return None
+    rows, cols = roi.roi_src
+    padded = slice(rows.start, rows.stop), slice(cols.start, cols.stop)
+    warped = warp_window(
+        data[padded],
+        src,
+        padded,
+        tile,
+        resampling,
+        categorical=categorical,
+        src_nodata=SRC_NODATA,
+    )
+    tight = tight_window(src, tile, roi, resampling, categorical=categorical)
+    got = place_window(
+        data[tight.roi_src],
+        src,
+        tile,
+        tight,
+        resampling,
+        categorical=categorical,
+        src_nodata=SRC_NODATA,
+    )
+    return got, warped
+
+
+CASES = [
+    (10, "bilinear", False),
+    (10, "nearest", False),
+    (20, "nearest", True),
+    (30, "nearest", True),
+    (20, "nearest", False),
+]
+"""(source resolution, resampling, categorical) onto a 10 m grid aligned with the source."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=st.sampled_from(CASES),
+    y0=st.integers(-300, 1500),
+    x0=st.integers(-300, 1500),
+    height=st.integers(1, 700),
+    width=st.integers(1, 700),
+)
+def test_same_grid_windows_equal_the_warp(case, y0, x0, height, width):
+    """Any 10 m tile of the source's grid (partly outside it, odd offsets): bit-identical."""
+    resolution, resampling, categorical = case
+    src = source(resolution)
+    data = values(src.shape.yx, categorical=categorical)
+    grid = GeoBox((1, 1), Affine(10, 0, 600_000, 0, -10, 5_900_020), CRS)
+    tile = GeoBox((height, width), grid.affine * Affine.translation(x0, y0), CRS)
+    result = both_paths(data, src, tile, resampling, categorical)
+    if result is None:
+        return
+    got, warped = result
+    np.testing.assert_array_equal(got, warped)
+
+
+@pytest.mark.parametrize("resolution, resampling", [(10, "bilinear"), (20, "nearest")])
+def test_fast_paths_are_taken_and_read_no_padding(resolution, resampling):
+    src = source(resolution)
+    tile = GeoBox((256, 256), Affine(10, 0, 600_000 + 2560, 0, -10, 5_900_020 - 2560), CRS)
+    roi = compute_reproject_roi(src, tile, padding=2)
+    tight = tight_window(src, tile, roi, resampling, categorical=resolution > 10)
+    rows, cols = tight.roi_src
+    side = 256 * 10 // resolution
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (side, side)
+    data = values(src.shape.yx, categorical=False)
+    placed = place_window_raw(
+        data[rows, cols], src, tile, tight, resampling, categorical=False, src_nodata=SRC_NODATA
+    )
+    assert isinstance(placed, Pasted) == (resolution == 10)
+
+
+def test_other_grids_are_still_warped():
+    """Half a pixel off the source's grid: no paste, the padded window is kept."""
+    src = source(10)
+    tile = GeoBox((64, 64), Affine(10, 0, 600_005, 0, -10, 5_900_000), CRS)
+    roi = compute_reproject_roi(src, tile, padding=2)
+    assert tight_window(src, tile, roi, "bilinear", categorical=False) is roi
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scale=st.sampled_from([1e-4, 2.5e-5, 1e-3, 0.0001234]),
+    offset=st.sampled_from([0.0, -0.1, 0.05, -0.12345]),
+    seed=st.integers(0, 2**16),
+)
+def test_direct_conversion_equals_to_reflectance(scale, offset, seed):
+    """DNs straight to int16 reflectance: the same values as float32 DNs through to_reflectance."""
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, 65_535, (40, 50)).astype(np.uint16)
+    block[:3] = 0
+    asset = BandAsset(href="x.tif", scale=scale, offset=offset, nodata=0, resolution=10.0)
+    dn = block.astype(np.float32)
+    dn[block == 0] = np.nan
+    expected = to_reflectance(dn, asset)
+    got = np.full(block.shape, NODATA, dtype=np.int16)
+    factor = np.float32(scale / 1e-4)
+    shift = np.float32(offset / 1e-4)
+    reflectance_into(block, 0.0, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), got)
+    np.testing.assert_array_equal(got, expected)
