@@ -469,6 +469,8 @@ class Agreement:
         )
 
 
+NOTES = "## Notes (kept by the harness)"
+"""``--out``: from this heading on the file is hand-written, kept when the table is rewritten."""
 AGREE_SHARE = 0.999
 """Results agree when at least this share of pixels is identical ..."""
 AGREE_MAX_DIFF = 1
@@ -645,7 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("\n".join(lines))
     if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        kept = ""
+        if args.out.is_file():
+            text = args.out.read_text()
+            if NOTES in text:
+                kept = "\n" + text[text.index(NOTES) :]
+        args.out.write_text("\n".join(lines) + "\n" + kept)
         print(f"wrote {args.out}")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
