@@ -56,6 +56,7 @@ from cloudfree.engine import (
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import (
     DEFAULT_RESOLUTION_METRES,
+    check_chunk_size,
     check_resolution,
     context_pixels,
     output_geobox,
@@ -65,7 +66,7 @@ from cloudfree.grid import (
 )
 from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CloudMask, make_mask
-from cloudfree.options import load_mask_config, merged_options
+from cloudfree.options import check_run_flags, with_mask_config
 from cloudfree.pipeline import _aoi, _query, _search_or_fail
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
@@ -240,22 +241,11 @@ def build_cube_request(
     target_crs = parse_crs(crs) if crs else None
     if resolution is not None:
         check_resolution(target_crs or utm_crs_for(aoi), resolution)
-    if mask_config is not None:
-        file_mask, file_options = load_mask_config(mask_config)
-        if cloud_mask is not None and file_mask is not None and cloud_mask != file_mask:
-            raise InvalidInputError(
-                f"--cloud-mask {cloud_mask} contradicts cloud_mask = {file_mask!r} "
-                f"in {mask_config}."
-            )
-        cloud_mask = cloud_mask or file_mask
-        mask_options = merged_options(file_options, mask_options)
+    cloud_mask, mask_options = with_mask_config(cloud_mask, mask_options, mask_config)
     mask = make_mask(cloud_mask or "scl", mask_options)
     if not 0 <= margin_m <= 100_000:
         raise InvalidInputError(f"--margin is in metres (0 to 100000), got {margin_m}.")
-    if chunk_size < 64 or chunk_size > 8192:
-        raise InvalidInputError(
-            f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
-        )
+    check_chunk_size(chunk_size)
     if time_chunk < 1:
         raise InvalidInputError(f"--time-chunk must be at least 1 solar day, got {time_chunk}.")
     shard = time_chunk if time_shard is None else time_shard
@@ -263,12 +253,9 @@ def build_cube_request(
         raise InvalidInputError(
             f"--time-shard ({shard}) must be a multiple of --time-chunk ({time_chunk})."
         )
-    if resume and overwrite:
-        raise InvalidInputError("--resume continues a run and --overwrite replaces it; pick one.")
+    check_run_flags(resume=resume, overwrite=overwrite, limit=limit)
     if resume and initialize:
         raise InvalidInputError("--resume fills an existing store; drop --initialize.")
-    if limit is not None and limit < 1:
-        raise InvalidInputError(f"--limit must be at least 1 work unit, got {limit}.")
     if initialize is True and limit is not None:
         raise InvalidInputError("--limit counts units filled; --initialize alone fills none.")
     engine = engine_spec(

@@ -185,3 +185,11 @@ def pixel_size_metres(geobox: GeoBox) -> float:
     lat = math.radians(geobox.extent.centroid.coords[0][1])
     metres_per_degree = (math.pi / 180) * 6_371_008.8
     return abs(res.y) * metres_per_degree * (1 + math.cos(lat) * abs(res.x) / abs(res.y)) / 2
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    """A tile (chunk) size cloudfree can work with: 64 to 8192 pixels."""
+    if chunk_size < 64 or chunk_size > 8192:
+        raise InvalidInputError(
+            f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
+        )

@@ -126,3 +126,27 @@ def as_names(value: object) -> tuple[str | int, ...]:
     if isinstance(value, Iterable):
         return tuple(value)
     raise ValueError(f"expected a list of names, got {value!r}")
+
+
+def with_mask_config(
+    cloud_mask: str | None,
+    mask_options: Mapping[str, object] | None,
+    mask_config: str | Path | None,
+) -> tuple[str | None, dict[str, object]]:
+    """The mask name and options once a ``--mask-config`` file is read (the command line wins)."""
+    if mask_config is None:
+        return cloud_mask, dict(mask_options or {})
+    file_mask, file_options = load_mask_config(mask_config)
+    if cloud_mask is not None and file_mask is not None and cloud_mask != file_mask:
+        raise InvalidInputError(
+            f"--cloud-mask {cloud_mask} contradicts cloud_mask = {file_mask!r} in {mask_config}."
+        )
+    return cloud_mask or file_mask, merged_options(file_options, mask_options)
+
+
+def check_run_flags(*, resume: bool, overwrite: bool, limit: int | None) -> None:
+    """Check ``--resume``, ``--overwrite`` and ``--limit`` of a command that writes a store."""
+    if resume and overwrite:
+        raise InvalidInputError("--resume continues a run and --overwrite replaces it; pick one.")
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"--limit must be at least 1 work unit, got {limit}.")

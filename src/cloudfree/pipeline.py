@@ -62,6 +62,7 @@ from cloudfree.grid import (
     DEFAULT_RESOLUTION_METRES,
     Plan,
     WorkUnit,
+    check_chunk_size,
     check_resolution,
     context_pixels,
     make_plan,
@@ -72,7 +73,7 @@ from cloudfree.grid import (
 )
 from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CloudMask, make_mask
-from cloudfree.options import load_mask_config, merged_options
+from cloudfree.options import check_run_flags, merged_options, with_mask_config
 from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
@@ -274,15 +275,7 @@ def build_request(
     elif resolution is not None:
         check_resolution(utm_crs_for(aoi), resolution)
 
-    if mask_config is not None:
-        file_mask, file_options = load_mask_config(mask_config)
-        if cloud_mask is not None and file_mask is not None and cloud_mask != file_mask:
-            raise InvalidInputError(
-                f"--cloud-mask {cloud_mask} contradicts cloud_mask = {file_mask!r} "
-                f"in {mask_config}."
-            )
-        cloud_mask = cloud_mask or file_mask
-        mask_options = merged_options(file_options, mask_options)
+    cloud_mask, mask_options = with_mask_config(cloud_mask, mask_options, mask_config)
     mask_name, method_name, period_text, preset_options = _apply_preset(
         preset, cloud_mask, method, period
     )
@@ -313,10 +306,7 @@ def build_request(
             )
 
     query = _query(aoi, timerange, collections, max_cloud_cover, max_items)
-    if chunk_size < 64 or chunk_size > 8192:
-        raise InvalidInputError(
-            f"--chunk-size must be between 64 and 8192 pixels, got {chunk_size}."
-        )
+    check_chunk_size(chunk_size)
     engine = engine_spec(
         workers=workers,
         dask_scheduler=dask_scheduler,
@@ -329,10 +319,7 @@ def build_request(
     out = location.absolute(out)
     cog_dir = location.absolute(cog_dir) if cog_dir else None
     catalog = location.absolute(catalog_dir) if catalog_dir else default_catalog_dir(out)
-    if resume and overwrite:
-        raise InvalidInputError("--resume continues a run and --overwrite replaces it; pick one.")
-    if limit is not None and limit < 1:
-        raise InvalidInputError(f"--limit must be at least 1 work unit, got {limit}.")
+    check_run_flags(resume=resume, overwrite=overwrite, limit=limit)
     if resume:
         if not location.exists(out):
             raise InvalidInputError(f"--resume: there is no store at {out} to continue.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cloudfree.cli.options import BAND, engine_options, grid_options, source_options
+from cloudfree.cli.options import BAND, grid_options, run_options, source_options
 from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
 from cloudfree.masks import mask_names
 from cloudfree.options import parse_option_pairs
@@ -112,25 +112,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="--initialize only creates the empty store (its shape is known from the search); "
     "--no-initialize fills an existing one. Default: both.",
 )
-@engine_options
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Print the plan (scenes, solar days, work units, shape, bytes to read and write, peak "
-    "memory per worker) and stop; nothing is read or written.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue a stopped run: fill only the work units not recorded as finished.",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Fill at most N (unfinished) work units, then stop; continue with --resume.",
-)
+@run_options
 @click.pass_context
 @_handle_errors
 def cube(

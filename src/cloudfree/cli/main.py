@@ -17,7 +17,7 @@ from cloudfree import __version__
 from cloudfree.access import redact_message
 from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
-from cloudfree.cli.options import BAND, PERIOD, engine_options, grid_options, source_options
+from cloudfree.cli.options import BAND, PERIOD, grid_options, run_options, source_options
 from cloudfree.composite import compositor_factory, compositor_names, compositor_options
 from cloudfree.errors import CloudfreeError
 from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
@@ -194,25 +194,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
     "(default) or the newest (the cdse-l3 preset's rule).",
 )
-@engine_options
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Print the plan (scenes, work units, output, bytes to read and write, peak memory per "
-    "worker) and stop; nothing is read or written.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue a stopped run in --out: only the work units not recorded as finished run.",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Process at most N (unfinished) work units, then stop; continue with --resume.",
-)
+@run_options
 @click.pass_context
 @_handle_errors
 def mosaic(

@@ -168,3 +168,26 @@ engine_options = _compose(
         "or the memory available here); a job whose tiles do not fit is refused before it starts.",
     ),
 )
+
+# How a run goes: where, whether for real, and what it may reuse or replace.
+run_options = _compose(
+    engine_options,
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the plan (scenes, work units, output shape, bytes to read and write, peak "
+        "memory per worker) and stop; nothing is read or written.",
+    ),
+    click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue a stopped run in --out: only the work units not recorded as finished run.",
+    ),
+    click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Process at most N (unfinished) work units, then stop; continue with --resume.",
+    ),
+)
