@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import numpy as np
@@ -102,6 +103,7 @@ def test_same_day_rule_latest_takes_the_newest_scene_first(tmp_path):
 
 
 def test_a_failing_read_is_retried_then_reported(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="cloudfree")  # whatever an earlier CLI run set
     good = scene(
         tmp_path, "good", np.full((64, 64), 1500, np.uint16), np.full((32, 32), 4, np.uint8), 0.0
     )
