@@ -55,11 +55,10 @@ from cloudfree.engine import (
 )
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import (
-    DEFAULT_RESOLUTION_METRES,
+    area_geobox,
     check_chunk_size,
     check_resolution,
     context_pixels,
-    output_geobox,
     parse_crs,
     pixel_size_metres,
     utm_crs_for,
@@ -67,7 +66,7 @@ from cloudfree.grid import (
 from cloudfree.load import LoadOptions, load_stack
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import check_run_flags, with_mask_config
-from cloudfree.pipeline import _aoi, _query, _search_or_fail
+from cloudfree.pipeline import area_of, check_assets, search_or_fail, search_query
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.store import location
@@ -235,7 +234,7 @@ def build_cube_request(
     ``initialize``: ``None`` (default) creates the store and fills it, ``True`` only creates
     it, ``False`` fills an existing one (its unfinished units; ``resume`` is the same).
     """
-    aoi = _aoi(bbox, geometry_file)
+    aoi = area_of(bbox, geometry_file)
     timerange = time_range(start_date, end_date)
     resolved = resolve_bands(bands)
     target_crs = parse_crs(crs) if crs else None
@@ -278,7 +277,7 @@ def build_cube_request(
         )
     return CubeRequest(
         source=select_source(stac=stac, provider=provider, archive=archive, tiles=tiles),
-        query=_query(aoi, timerange, collections, max_cloud_cover, max_items),
+        query=search_query(aoi, timerange, collections, max_cloud_cover, max_items),
         bands=resolved,
         crs=target_crs,
         resolution=resolution,
@@ -308,16 +307,8 @@ def build_cube_request(
 
 def search_cube(request: CubeRequest) -> list[Scene]:
     """The scenes to load, checked to hold every band and layer the cube stores."""
-    scenes = _search_or_fail(request.source, request.query)
-    needed = [b.id for b in request.load.bands] + [b.id for b in request.load.mask_layers]
-    for scene in scenes:
-        missing = [b for b in needed if b not in scene.bands]
-        if missing:
-            raise InvalidInputError(
-                f"Scene {scene.id!r} has no asset for {', '.join(missing)} (it has "
-                f"{', '.join(sorted(scene.bands)) or 'no band assets'}). Choose other bands, "
-                "or another --cloud-mask (or none) whose layers the source has."
-            )
+    scenes = search_or_fail(request.source, request.query)
+    check_assets(scenes, request.load.bands, request.load.mask_layers, request.mask)
     return scenes
 
 
@@ -333,15 +324,7 @@ def _layer_variables(request: CubeRequest) -> tuple[CubeVariable, ...]:
 
 def plan_cube(request: CubeRequest, scenes: Sequence[Scene]) -> CubePlan:
     """The grid (the area's, padded by the margin), the solar days, and the work units."""
-    crs = request.crs or utm_crs_for(request.query.aoi)
-    resolution = request.resolution
-    if resolution is None:
-        if crs.geographic:
-            raise InvalidInputError(
-                f"{crs} is geographic: give --resolution in degrees (10 m is about 0.0001)."
-            )
-        resolution = DEFAULT_RESOLUTION_METRES
-    area = output_geobox(request.query.aoi, crs, resolution)
+    area = area_geobox(request.query.aoi, request.crs, request.resolution)
     margin = context_pixels(request.margin_m, pixel_size_metres(area)) if request.margin_m else 0
     geobox = area.pad(margin) if margin else area
     by_day: dict[date, list[Scene]] = defaultdict(list)

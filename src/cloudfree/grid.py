@@ -77,6 +77,22 @@ def output_geobox(aoi: Aoi, crs: CRS, resolution: float) -> GeoBox:
     return gbox
 
 
+def area_geobox(aoi: Aoi, crs: CRS | None, resolution: float | None) -> GeoBox:
+    """The output grid of an area, in ``crs`` at ``resolution``.
+
+    ``crs`` defaults to the UTM zone of the area's centre and ``resolution`` to 10 m; a
+    geographic CRS needs a resolution in degrees.
+    """
+    crs = crs or utm_crs_for(aoi)
+    if resolution is None:
+        if crs.geographic:
+            raise InvalidInputError(
+                f"{crs} is geographic: give --resolution in degrees (10 m is about 0.0001)."
+            )
+        resolution = DEFAULT_RESOLUTION_METRES
+    return output_geobox(aoi, crs, resolution)
+
+
 @dataclass(frozen=True)
 class WorkUnit:
     """One output tile for one period: the scenes that touch it, and where it goes."""

@@ -59,14 +59,13 @@ from cloudfree.engine import (
 from cloudfree.errors import InvalidInputError, NoScenesFoundError, RunFailedError
 from cloudfree.grid import (
     DEFAULT_CHUNK_SIZE,
-    DEFAULT_RESOLUTION_METRES,
     Plan,
     WorkUnit,
+    area_geobox,
     check_chunk_size,
     check_resolution,
     context_pixels,
     make_plan,
-    output_geobox,
     parse_crs,
     pixel_size_metres,
     utm_crs_for,
@@ -266,7 +265,7 @@ def build_request(
             },
         )  # fmt: skip
         crs, resolution = cube.crs_text, cube.resolution
-    aoi = cube.info.aoi if cube else _aoi(bbox, geometry_file)
+    aoi = cube.info.aoi if cube else area_of(bbox, geometry_file)
     timerange = time_range(start_date, end_date)
     resolved_bands = resolve_bands(bands)
     target_crs = parse_crs(crs) if crs else None
@@ -305,7 +304,7 @@ def build_request(
                 f"Method {method_name} needs band {band_id} among --bands for {why}."
             )
 
-    query = _query(aoi, timerange, collections, max_cloud_cover, max_items)
+    query = search_query(aoi, timerange, collections, max_cloud_cover, max_items)
     check_chunk_size(chunk_size)
     engine = engine_spec(
         workers=workers,
@@ -390,24 +389,25 @@ def find_scenes(
     max_items: int | None = None,
 ) -> list[Scene]:
     """The scenes a mosaic with these options would use (``cloudfree search``)."""
-    query = _query(
-        _aoi(bbox, geometry_file),
+    query = search_query(
+        area_of(bbox, geometry_file),
         time_range(start_date, end_date),
         collections,
         max_cloud_cover,
         max_items,
     )
     source = select_source(stac=stac, provider=provider, archive=archive, tiles=tiles)
-    return _search_or_fail(source, query)
+    return search_or_fail(source, query)
 
 
-def _query(
+def search_query(
     aoi: Aoi,
     timerange: TimeRange,
     collections: Iterable[str],
     max_cloud_cover: float | None,
     max_items: int | None,
 ) -> SearchQuery:
+    """The search of a request, its filters checked."""
     if max_cloud_cover is not None and not 0 <= max_cloud_cover <= 100:
         raise InvalidInputError(
             f"--max-cloud-cover is a percentage (0-100), got {max_cloud_cover}."
@@ -423,7 +423,8 @@ def _query(
     )
 
 
-def _search_or_fail(source: Source, query: SearchQuery) -> list[Scene]:
+def search_or_fail(source: Source, query: SearchQuery) -> list[Scene]:
+    """Search ``source``; no scene is an error that says how to widen the search."""
     scenes = source.search(query)
     if not scenes:
         raise NoScenesFoundError(
@@ -433,7 +434,8 @@ def _search_or_fail(source: Source, query: SearchQuery) -> list[Scene]:
     return scenes
 
 
-def _aoi(bbox: Sequence[float] | None, geometry_file: str | Path | None) -> Aoi:
+def area_of(bbox: Sequence[float] | None, geometry_file: str | Path | None) -> Aoi:
+    """The area of a request: a bbox or a geometry file, exactly one of them."""
     if bbox is not None and geometry_file is not None:
         raise InvalidInputError("Give either a bbox or a geometry file, not both.")
     if bbox is not None:
@@ -487,9 +489,17 @@ def _compositor(
 
 def search(request: MosaicRequest) -> list[Scene]:
     """Stage 1: the scenes to use, checked to hold every band the job needs."""
-    scenes = _search_or_fail(request.source, request.query)
-    for_mask = [b.id for b in request.load.mask_layers]
-    needed = [b.id for _, b in request.bands] + for_mask
+    scenes = search_or_fail(request.source, request.query)
+    check_assets(scenes, [b for _, b in request.bands], request.load.mask_layers, request.mask)
+    return scenes
+
+
+def check_assets(
+    scenes: Sequence[Scene], bands: Sequence[Band], mask_layers: Sequence[Band], mask: CloudMask
+) -> None:
+    """Refuse scenes without an asset for a band or a layer the mask reads, saying which."""
+    for_mask = [b.id for b in mask_layers]
+    needed = [b.id for b in bands] + for_mask
     for scene in scenes:
         missing = [b for b in needed if b not in scene.bands]
         if missing:
@@ -497,26 +507,17 @@ def search(request: MosaicRequest) -> list[Scene]:
                 f"Scene {scene.id!r} has no asset for {', '.join(missing)} (it has "
                 f"{', '.join(sorted(scene.bands)) or 'no band assets'}). "
                 + (
-                    f"The {request.mask.name} cloud mask reads {', '.join(for_mask)}; choose "
+                    f"The {mask.name} cloud mask reads {', '.join(for_mask)}; choose "
                     "another --cloud-mask (or none) or a source that has them."
                     if set(missing) & set(for_mask)
                     else "Choose other bands."
                 )
             )
-    return scenes
 
 
 def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
     """Stage 2: the output grid, its tiles, the periods and the work units."""
-    crs = request.crs or utm_crs_for(request.query.aoi)
-    resolution = request.resolution
-    if resolution is None:
-        if crs.geographic:
-            raise InvalidInputError(
-                f"{crs} is geographic: give --resolution in degrees (10 m is about 0.0001)."
-            )
-        resolution = DEFAULT_RESOLUTION_METRES
-    geobox = output_geobox(request.query.aoi, crs, resolution)
+    geobox = area_geobox(request.query.aoi, request.crs, request.resolution)
     return make_plan(
         aoi=request.query.aoi,
         geobox=geobox,

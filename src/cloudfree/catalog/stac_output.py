@@ -25,9 +25,10 @@ from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store import location
 from cloudfree.timeframe import Period
 
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    EO_EXTENSION,
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
@@ -48,6 +49,20 @@ class PeriodOutput:
     cog_size: int | None = None
     quicklook_url: str | None = None
     quicklook_png: bytes | None = None
+
+
+def projection_properties(geobox: GeoBox) -> dict[str, object]:
+    """Projection v2 properties of a grid: ``proj:code`` (or ``proj:wkt2``), shape, transform."""
+    a = geobox.affine
+    crs = geobox_crs(geobox)
+    properties: dict[str, object] = {
+        "proj:code": f"EPSG:{crs.epsg}" if crs.epsg else None,
+        "proj:shape": [geobox.shape.y, geobox.shape.x],
+        "proj:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+    }
+    if crs.epsg is None:
+        properties["proj:wkt2"] = crs.to_wkt()
+    return properties
 
 
 def default_catalog_dir(out: str) -> str:
@@ -133,8 +148,6 @@ def build_collection(
         pystac.Provider("ESA", roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR]),
         pystac.Provider("cloudfree", roles=[pystac.ProviderRole.PROCESSOR]),
     ]
-    a = geobox.affine
-    crs = geobox_crs(geobox)
     band_entries = _band_entries(bands, encoding)
     raster_bands = _raster_bands(bands, encoding)
     for out in outputs:
@@ -148,9 +161,7 @@ def build_collection(
             start_datetime=start,
             end_datetime=end,
             properties={
-                "proj:code": f"EPSG:{crs.epsg}" if crs.epsg else None,
-                "proj:shape": [geobox.shape.y, geobox.shape.x],
-                "proj:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+                **projection_properties(geobox),
                 "constellation": "sentinel-2",
                 "instruments": ["msi"],
                 "processing:level": "L3",
@@ -160,8 +171,6 @@ def build_collection(
             stac_extensions=list(EXTENSIONS),
             collection=collection_id,
         )
-        if crs.epsg is None:
-            item.properties["proj:wkt2"] = crs.to_wkt()
         item.add_asset(
             "zarr",
             pystac.Asset(

@@ -8,9 +8,14 @@ from typing import Any
 
 import click
 
-from cloudfree.cli.options import BAND, grid_options, run_options, source_options
-from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
-from cloudfree.masks import mask_names
+from cloudfree.cli.options import (
+    BAND,
+    cloud_mask_options,
+    grid_options,
+    reading_options,
+    run_options,
+    source_options,
+)
 from cloudfree.options import parse_option_pairs
 
 
@@ -65,46 +70,14 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Metres stored around the area, so `mosaic --from-cube` with a mask clean-up or "
     "best-pixel sees the same context at the edges as a mosaic from the scenes.",
 )
-@click.option(
-    "--cloud-mask",
-    default=None,
-    metavar="NAME",
-    help=f"Store the layers this cloud mask reads: {', '.join(mask_names())} (default scl: "
-    "the SCL layer; none: no layer).",
-)
-@click.option(
-    "--mask-option",
-    "mask_option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A cloud-mask option (repeatable), where it changes the layers read.",
-)
-@click.option(
-    "--mask-config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="TOML or JSON file of mask options (and cloud_mask).",
-)
+@cloud_mask_options
 @click.option(
     "--validity",
     is_flag=True,
     help="Also store `valid`: the cloud mask's verdict per observation (1 clear, 0 rejected, "
     "255 no data), clean-up included.",
 )
-@click.option(
-    "--resampling",
-    type=click.Choice(RESAMPLING_CHOICES),
-    default=None,
-    help="Resampling for reflectance (default bilinear; class and probability layers are "
-    "always nearest).",
-)
-@click.option(
-    "--same-day",
-    type=click.Choice(SAME_DAY_CHOICES),
-    default=None,
-    help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
-    "(default) or the newest.",
-)
+@reading_options
 @click.option("--out", required=True, help="Zarr store path or URL of the cube.")
 @click.option(
     "--initialize/--no-initialize",

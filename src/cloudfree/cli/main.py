@@ -17,10 +17,17 @@ from cloudfree import __version__
 from cloudfree.access import redact_message
 from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
-from cloudfree.cli.options import BAND, PERIOD, grid_options, run_options, source_options
+from cloudfree.cli.options import (
+    BAND,
+    PERIOD,
+    cloud_mask_options,
+    grid_options,
+    reading_options,
+    run_options,
+    source_options,
+)
 from cloudfree.composite import compositor_factory, compositor_names, compositor_options
 from cloudfree.errors import CloudfreeError
-from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
 from cloudfree.masks import mask_names, mask_options
 from cloudfree.options import parse_option_pairs
 from cloudfree.scene import Scene
@@ -109,26 +116,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Band to composite (repeatable): B04 or red, B08 or nir, ...",
 )
 @grid_options
-@click.option(
-    "--cloud-mask",
-    default=None,
-    metavar="NAME",
-    help=f"Cloud mask: {', '.join(mask_names())}, or a plug-in as module:Class "
-    "(default scl; `cloudfree masks` lists options).",
-)
-@click.option(
-    "--mask-option",
-    "mask_option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A cloud-mask option (repeatable), e.g. dilation_m=60 or valid_classes=vegetation,water.",
-)
-@click.option(
-    "--mask-config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="TOML or JSON file of mask options (and cloud_mask); --mask-option values win.",
-)
+@cloud_mask_options
 @click.option(
     "--min-clear-fraction",
     type=click.FloatRange(0, 1, max_open=True),
@@ -180,20 +168,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Folder for the STAC collection (default: <out>.stac).",
 )
 @click.option("--no-quicklook", is_flag=True, help="Skip the PNG quick-looks.")
-@click.option(
-    "--resampling",
-    type=click.Choice(RESAMPLING_CHOICES),
-    default=None,
-    help="Resampling for reflectance (default bilinear; class and probability layers are "
-    "always nearest).",
-)
-@click.option(
-    "--same-day",
-    type=click.Choice(SAME_DAY_CHOICES),
-    default=None,
-    help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
-    "(default) or the newest (the cdse-l3 preset's rule).",
-)
+@reading_options
 @run_options
 @click.pass_context
 @_handle_errors

@@ -10,6 +10,8 @@ import click
 from cloudfree.bands import canonical_band
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import DEFAULT_CHUNK_SIZE, parse_crs
+from cloudfree.load import RESAMPLING_CHOICES, SAME_DAY_CHOICES
+from cloudfree.masks import mask_names
 from cloudfree.mgrs import parse_tile_id
 from cloudfree.sources.providers import PROVIDERS
 from cloudfree.timeframe import parse_date, parse_period
@@ -189,5 +191,48 @@ run_options = _compose(
         type=click.IntRange(min=1),
         default=None,
         help="Process at most N (unfinished) work units, then stop; continue with --resume.",
+    ),
+)
+
+# The cloud mask: which one, its options, a file of options. A cube stores the layers it reads.
+cloud_mask_options = _compose(
+    click.option(
+        "--cloud-mask",
+        default=None,
+        metavar="NAME",
+        help=f"Cloud mask: {', '.join(mask_names())}, or a plug-in as module:Class "
+        "(default scl; `cloudfree masks` lists options; a cube stores the layers it reads).",
+    ),
+    click.option(
+        "--mask-option",
+        "mask_option_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A cloud-mask option (repeatable), e.g. dilation_m=60 or "
+        "valid_classes=vegetation,water.",
+    ),
+    click.option(
+        "--mask-config",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="TOML or JSON file of mask options (and cloud_mask); --mask-option values win.",
+    ),
+)
+
+# How scenes are read onto the grid.
+reading_options = _compose(
+    click.option(
+        "--resampling",
+        type=click.Choice(RESAMPLING_CHOICES),
+        default=None,
+        help="Resampling for reflectance (default bilinear; class and probability layers are "
+        "always nearest).",
+    ),
+    click.option(
+        "--same-day",
+        type=click.Choice(SAME_DAY_CHOICES),
+        default=None,
+        help="Where scenes of one solar day overlap, take pixels from the least cloudy scene "
+        "(default) or the newest (the cdse-l3 preset's rule).",
     ),
 )

@@ -22,21 +22,17 @@ from PIL import Image
 from cloudfree import __version__
 from cloudfree.access import redact_href
 from cloudfree.bands import BANDS
+from cloudfree.catalog.stac_output import (
+    EO_EXTENSION,
+    EXTENSIONS,
+    ZARR_MEDIA_TYPE,
+    projection_properties,
+)
 from cloudfree.convert.geozarr_writer import BandInfo, GroupResult
-from cloudfree.grid import geobox_crs
 from cloudfree.store import location
 from cloudfree.store.quicklook import QUICKLOOK_MAX_REFLECTANCE, QUICKLOOK_MAX_SIZE
 
 MULTISCALES_MEDIA_TYPE = "application/vnd.zarr; version=3; profile=multiscales"
-ZARR_MEDIA_TYPE = "application/vnd.zarr; version=3"
-EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
-EXTENSIONS = [
-    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    EO_EXTENSION,
-    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-    "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
-]
 _ASSET_KEYS = {
     "measurements/reflectance": ("reflectance", "Surface reflectance (multiscales)"),
     "conditions/mask/l2a_classification": ("SCL", "Scene classification (multiscales)"),
@@ -97,16 +93,11 @@ def build_item(
 
     It joins a collection (which sets ``collection``) when the catalog is saved.
     """
-    base = groups[0].levels[0].geobox
-    a = base.affine
-    crs = geobox_crs(base)
     properties: dict[str, Any] = {
         k: source.properties[k] for k in _COPIED_PROPERTIES if k in source.properties
     }
+    properties |= projection_properties(groups[0].levels[0].geobox)
     properties |= {
-        "proj:code": f"EPSG:{crs.epsg}" if crs.epsg else None,
-        "proj:shape": [base.shape.y, base.shape.x],
-        "proj:transform": [a.a, a.b, a.c, a.d, a.e, a.f],
         "processing:lineage": (
             f"EOPF product {source.id} converted to GeoZarr (multiscales, proj:, spatial:) by "
             "cloudfree convert; source values copied, coarser levels by block mean "
@@ -114,8 +105,6 @@ def build_item(
         ),
         "processing:software": {"cloudfree": __version__},
     }
-    if crs.epsg is None:
-        properties["proj:wkt2"] = crs.to_wkt()
     item = pystac.Item(
         id=source.id,
         geometry=source.geometry,
