@@ -483,12 +483,17 @@ class CubeFiller(ShippedUnitTask):
     """Load one unit's days, write its region, and record it (or its failure) in the manifest.
 
     What every engine runs for every unit; it ships to Dask workers without the read settings
-    (:class:`~cloudfree.engine.ShippedUnitTask`).
+    (:class:`~cloudfree.engine.ShippedUnitTask`). The store is opened once in each process.
     """
 
     def __init__(self, request: CubeRequest, job: CubePlan) -> None:
         self.request = request
         self.job = job
+        self._store: CubeStore | None = None
+
+    def reopened(self) -> None:
+        """Open the store again in the worker's process, on first use."""
+        self._store = None
 
     def __call__(self, unit: CubeUnit) -> None:
         """Fill one unit (idempotent: it writes exactly its own shards)."""
@@ -496,7 +501,9 @@ class CubeFiller(ShippedUnitTask):
         try:
             block = load_block(self.request, self.job, unit)
             ys, xs = self.job.tiles.roi[unit.tile]
-            CubeStore(self.request.out).write(slice(*unit.times), ys, xs, block)
+            if self._store is None:
+                self._store = CubeStore(self.request.out)
+            self._store.write(slice(*unit.times), ys, xs, block)
         except Exception as exc:
             manifest.record_failure(unit.key, redact_message(str(exc)))
             raise
