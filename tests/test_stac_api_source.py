@@ -90,11 +90,11 @@ def test_search_by_bbox_time_and_cloud_cover(api, archive):
 def test_paging_and_max_items(api, archive):
     """Pages of 2 items: every scene arrives once; --max-items stops early."""
     from cloudfree.aoi import aoi_from_bbox
-    from cloudfree.pipeline import _query
+    from cloudfree.pipeline import search_query
     from cloudfree.sources import open_source
     from cloudfree.timeframe import time_range
 
-    query = _query(
+    query = search_query(
         aoi_from_bbox(list(archive.bbox)), time_range("2021-11-01", "2022-05-01"), (), None, None
     )
     source = open_source(api.url)
