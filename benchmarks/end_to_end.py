@@ -117,11 +117,12 @@ def http_items(archive: Path, url: str, target: Path) -> Path:
 def start_server(root: Path) -> tuple[subprocess.Popen[str], str]:
     """Serve ``root`` from a separate process; returns it and its base URL."""
     code = (
-        "import sys, time\n"
+        "import sys\n"
         "from cloudfree.testing.http_server import serve_directory\n"
         "with serve_directory(sys.argv[1]) as s:\n"
         "    print(s.url, flush=True)\n"
-        "    sys.stdin.read()\n"
+        "    for _ in sys.stdin:\n"
+        "        print(len(s.requests), s.requests.bytes_sent(), flush=True)\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(root)],
@@ -228,6 +229,41 @@ class Run:
     peak_mb: float | None = None
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, float] = field(default_factory=dict)
+    """The HTTP server's CPU seconds, requests and MB sent during the run."""
+
+
+class ServerMeter:
+    """What the HTTP server process spent on one contender: CPU seconds, requests, bytes."""
+
+    def __init__(self, server: subprocess.Popen[str]) -> None:
+        self.server = server
+
+    def _now(self) -> tuple[float, int, int]:
+        assert self.server.stdin is not None and self.server.stdout is not None
+        self.server.stdin.write("\n")
+        self.server.stdin.flush()
+        requests, sent = (int(v) for v in self.server.stdout.readline().split())
+        fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return cpu, requests, sent
+
+    def measure(self, run: Run, runner: Any) -> Run:
+        """Run ``runner()`` and record the server's share of the work in ``run.server``."""
+        cpu0, requests0, sent0 = self._now()
+        runner()
+        cpu1, requests1, sent1 = self._now()
+        run.server = {
+            "cpu": cpu1 - cpu0,
+            "requests": requests1 - requests0,
+            "mb": (sent1 - sent0) / 1e6,
+        }
+        print(
+            f"  server: {run.server['cpu']:.1f} s CPU, {run.server['requests']:,} requests, "
+            f"{run.server['mb']:,.0f} MB",
+            flush=True,
+        )
+        return run
 
 
 def run_child(run: Run, workers: int, timeout: float) -> Run:
@@ -258,8 +294,17 @@ def run_child(run: Run, workers: int, timeout: float) -> Run:
 
 
 def peak_mb() -> float:
-    """Maximum resident set of this process and its waited-for children, MB."""
+    """Maximum resident set of this process and its waited-for children, MB.
+
+    On Linux the process's own peak is ``VmHWM``: ``ru_maxrss`` survives ``exec`` and so would
+    report the benchmark parent's peak (e.g. after it generated the archive) as the child's.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1])
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024
 
@@ -585,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="cloudfree-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     server, url = start_server(archive)
+    meter = ServerMeter(server)
     try:
         items = http_items(archive, url, work / "items.json")
         grid = tile_grid(archive, args.size)
@@ -604,7 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.update(params, workers=workers)
             if kind == "cloudfree":
                 p["engine"] = engine
-            run = run_child(Run(label, kind, p), workers, args.timeout)
+            run = Run(label, kind, p)
+            meter.measure(run, lambda: run_child(run, workers, args.timeout))
             runs.append(run)
             return run
 
@@ -694,21 +741,24 @@ def report(
         "Wall: inside the contender's process, after imports (numba's compile of a first run "
         "included; cached after). CPU: user + system seconds of all the process's threads over "
         "the same span (on a shared machine the steadier measure of work; the HTTP server's "
-        "CPU is not in it). Process: the whole subprocess including interpreter start and "
-        "imports. Peak: the process's maximum resident set (ru_maxrss). Each contender runs in "
-        "a fresh process, one after the other. Mask: SCL classes 2, 4, 5, 6 with no clean-up in "
-        "both (cloudfree's default clean-up, an opening and a dilation, has no one-line xarray "
-        "equivalent), so the results are comparable pixel for pixel.",
+        "CPU is not in it, but its own column: its process's CPU seconds and the requests it "
+        "answered during the contender's run). Process: the whole subprocess including "
+        "interpreter start and imports. Peak: the process's maximum resident set (VmHWM). "
+        "Each contender runs in a fresh process, one after the other. Mask: SCL classes 2, 4, "
+        "5, 6 with no clean-up in both (cloudfree's default clean-up, an opening and a "
+        "dilation, has no one-line xarray equivalent), so the results are comparable pixel for "
+        "pixel.",
         "",
     ]
     table = [
         "| contender | wall (s) | CPU (s) | process (s) | peak MB | x floor (wall / CPU) "
-        "| odc-stac / this (wall / CPU) | this / odc-stac (peak) | notes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| odc-stac / this (wall / CPU) | this / odc-stac (peak) | server CPU (s) / requests "
+        "| notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         if run.error:
-            table.append(f"| {run.label} | FAILED | | | | | | | {run.error} |")
+            table.append(f"| {run.label} | FAILED | | | | | | | | {run.error} |")
             continue
         assert run.wall is not None and run.peak_mb is not None and run.cpu is not None
         x_floor = x_floor_cpu = None
@@ -724,11 +774,12 @@ def report(
             speed, speed_cpu = ref.wall / run.wall, ref.cpu / run.cpu
             mem = run.peak_mb / ref.peak_mb
         note = ", ".join(f"{k} {v}" for k, v in run.info.items() if k not in ("cog",))
+        served = f"{run.server['cpu']:.1f} / {run.server['requests']:,.0f}" if run.server else "-"
         table.append(
             f"| {run.label} | {run.wall:.1f} | {run.cpu:.1f} | {run.total:.1f} | "
             f"{run.peak_mb:,.0f} | {ratio_text(x_floor, '{:.2f}')} / "
             f"{ratio_text(x_floor_cpu, '{:.2f}')} | {ratio_text(speed)} / "
-            f"{ratio_text(speed_cpu)} | {ratio_text(mem, '{:.2f}')} | {note} |"
+            f"{ratio_text(speed_cpu)} | {ratio_text(mem, '{:.2f}')} | {served} | {note} |"
         )
     targets = ["", "Targets (cloudfree median unless said):", ""]
     main_run = cf.get("median")

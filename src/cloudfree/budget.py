@@ -33,6 +33,7 @@ from dask.utils import format_bytes, parse_bytes
 from odc.geo.geobox import GeoBox
 
 from cloudfree.bands import Band
+from cloudfree.config import cache_bytes
 from cloudfree.engine import EngineSpec, local_cluster_threads
 from cloudfree.errors import InvalidInputError, MemoryLimitError
 from cloudfree.grid import Plan, WorkUnit, pixel_size_metres
@@ -109,13 +110,7 @@ def available_memory() -> int:
 
 def gdal_cache_bytes(gdal_options: Mapping[str, str | int]) -> int:
     """GDAL's block cache and VSI cache at their configured maxima, in bytes."""
-    total = 0
-    cachemax = str(gdal_options.get("GDAL_CACHEMAX", "0")).strip()
-    if cachemax.endswith("%"):
-        total += int(float(cachemax[:-1]) / 100 * available_memory())
-    elif cachemax:
-        value = int(float(cachemax))
-        total += value * 2**20 if value < 100_000 else value  # GDAL: small numbers are MB
+    total = cache_bytes(gdal_options.get("GDAL_CACHEMAX", 0))
     if str(gdal_options.get("VSI_CACHE", "FALSE")).upper() in ("TRUE", "YES", "ON", "1"):
         total += int(gdal_options.get("VSI_CACHE_SIZE", 25 * 2**20))
     return total

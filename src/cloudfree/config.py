@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cloudfree.errors import InvalidInputError
+
 #: GDAL options cloudfree sets for every read, each with the reason.
 GDAL_DEFAULTS: Mapping[str, str | int] = {
     # Opening a COG over HTTP/S3 must not list its "directory" to look for sidecar files:
@@ -27,11 +29,15 @@ GDAL_DEFAULTS: Mapping[str, str | int] = {
     # Transient HTTP errors (429/5xx) are retried by GDAL itself before we see a failure.
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    # Cache file headers and tiles per process so overlapping windows are not fetched twice.
-    "VSI_CACHE": "TRUE",
-    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
-    # Keep decoded blocks bounded (MB); each worker reads one tile at a time.
-    "GDAL_CACHEMAX": 256,
+    # No cache per open file: datasets stay open per thread across tiles
+    # (readers/datasets.py), and a per-handle cache would grow with every tile read through
+    # it. /vsicurl/ and /vsis3/ keep one bounded process-wide cache of file regions instead.
+    "VSI_CACHE": "FALSE",
+    # Decoded blocks, in bytes: rasterio hands an integer to GDALSetCacheMax64, so a bare 256
+    # would be 256 bytes (no cache at all: the COG driver then decodes every block three
+    # times). Blocks of open datasets stay cached until evicted; only padded (warped) windows
+    # share edge blocks with the next tile. CLOUDFREE_GDAL_GDAL_CACHEMAX takes GDAL's units.
+    "GDAL_CACHEMAX": 64 * 2**20,
     # Warping reads exactly the source window odc-geo computed; one thread per read because
     # cloudfree parallelises over tiles and scenes itself.
     "GDAL_NUM_THREADS": "1",
@@ -62,8 +68,35 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     for key, value in env.items():
         if key.startswith(prefix) and len(key) > len(prefix):
             options[key[len(prefix) :]] = value
+    options["GDAL_CACHEMAX"] = cache_bytes(options["GDAL_CACHEMAX"])
     retries = int(env.get("CLOUDFREE_READ_RETRIES", "3"))
     return ReadSettings(retries=max(retries, 1), gdal_options=options)
+
+
+def cache_bytes(value: str | int) -> int:
+    """GDAL's block cache size in bytes, from a value in GDAL's units.
+
+    An integer is bytes (what rasterio passes to ``GDALSetCacheMax64``); a string is read as
+    GDAL reads ``GDAL_CACHEMAX``: a number below 100000 is megabytes, above it bytes, and
+    ``N%`` is a share of this machine's memory.
+    """
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            import psutil
+
+            return int(float(text[:-1]) / 100 * psutil.virtual_memory().total)
+        number = float(text.removesuffix("MB"))
+    except ValueError:
+        raise InvalidInputError(
+            f"GDAL_CACHEMAX {value!r} is not a size; give megabytes (512), bytes "
+            "(536870912) or a share of memory (5%)."
+        ) from None
+    if text.endswith("MB") or number < 100_000:
+        return int(number * 2**20)
+    return int(number)
 
 
 #: Prefixes of the variables that configure reads and writes in any process: cloudfree's own,

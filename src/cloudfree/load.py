@@ -33,7 +33,8 @@ from cloudfree.access import ResolvedStore, redact_href, redact_message
 from cloudfree.bands import BANDS, Band, BandKind
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
-from cloudfree.readers.encode import reflectance_into
+from cloudfree.readers.datasets import forget
+from cloudfree.readers.encode import blank_into, complete_into, reflectance_into
 from cloudfree.readers.gdal_band import read_window_raw
 from cloudfree.readers.window import Pasted
 from cloudfree.readers.zarr_band import is_zarr_href, read_zarr_window
@@ -106,28 +107,30 @@ def load_stack(
 ) -> Stack:
     """Load every scene touching ``geobox`` into a stack with one layer per solar day.
 
-    The stack is allocated once and each day is read into its slot (no per-day copies and no
-    final ``np.stack``); a day whose scenes turn out to have no pixel in the tile gives its slot
-    to the next day.
+    The stack is allocated once, unfilled, and each day is read into its slot, every pixel
+    written once (no per-day copies, no final ``np.stack``, no fill pass over the whole stack);
+    a day whose scenes turn out to have no pixel in the tile gives its slot to the next day.
+    Where each day has data (``Stack.has_values``) is known from the merge and handed over.
     """
     by_day: dict[date, list[Scene]] = defaultdict(list)
     for scene in scenes:
         by_day[scene.solar_day].append(scene)
     ny, nx = geobox.shape.yx
     n = len(by_day)
-    data = np.full((n, len(options.bands), ny, nx), NODATA, dtype=np.int16)
-    stacked = {band.id: _missing(band, (n, ny, nx)) for band in options.mask_layers}
+    data = np.empty((n, len(options.bands), ny, nx), dtype=np.int16)
+    stacked = {band.id: np.empty((n, ny, nx), dtype=_dtype(band)) for band in options.mask_layers}
+    present = np.empty((n, ny, nx), dtype=bool)
     days: list[date] = []
     stores = _Stores()
     with rasterio.Env(**settings.gdal_options):
         for day in sorted(by_day):
             ordered = _same_day_order(by_day[day], options.same_day)
             k = len(days)
-            slot = _Slot(data[k], {band_id: layer[k] for band_id, layer in stacked.items()})
+            slot = _Slot(
+                data[k], {band_id: layer[k] for band_id, layer in stacked.items()}, present[k]
+            )
             if _load_day(geobox, ordered, options, settings, stores, slot):
                 days.append(day)
-            else:
-                slot.clear(options)
     kept = len(days)
     return Stack(
         geobox=geobox,
@@ -136,30 +139,48 @@ def load_stack(
         data=data[:kept],
         layers=MappingProxyType({k: v[:kept] for k, v in stacked.items()}),
         inside=inside,
-    )
+    ).with_has_values(present[:kept])
 
 
 @dataclass(frozen=True)
 class _Slot:
-    """Where one solar day goes in the stack: ``(band, y, x)`` values and each mask layer."""
+    """Where one solar day goes in the stack.
+
+    ``(band, y, x)`` values, each mask layer, and ``(y, x)`` where the day has data; undefined
+    until a scene is read into it.
+    """
 
     data: np.ndarray
     layers: dict[str, np.ndarray]
+    present: np.ndarray
 
     def clear(self, options: LoadOptions) -> None:
-        """Back to all missing."""
+        """All missing."""
         self.data[...] = NODATA
         for band in options.mask_layers:
-            self.layers[band.id][...] = _missing(band, (1,))[0]
+            self.layers[band.id][...] = _missing_value(band)
+        self.present[...] = False
+
+    def blank(self, options: LoadOptions) -> None:
+        """Missing wherever :attr:`present` is false."""
+        blank_into(self.data, self.present, int(NODATA))
+        absent = ~self.present
+        for band in options.mask_layers:
+            np.copyto(self.layers[band.id], _missing_value(band), where=absent)
 
 
-def _missing(band: Band, shape: tuple[int, ...]) -> np.ndarray:
-    """An all-missing layer of ``band`` in its stack encoding."""
+def _dtype(band: Band) -> type[np.generic]:
+    """The stack encoding's type of ``band``: int16 reflectance, uint8 classes and percent."""
+    return np.int16 if band.is_reflectance else np.uint8
+
+
+def _missing_value(band: Band) -> int:
+    """The stack encoding's "no value" of ``band``."""
     if band.is_reflectance:
-        return np.full(shape, NODATA, dtype=np.int16)
+        return int(NODATA)
     if band.categorical:
-        return np.zeros(shape, dtype=np.uint8)
-    return np.full(shape, PROBABILITY_NODATA, dtype=np.uint8)
+        return 0
+    return int(PROBABILITY_NODATA)
 
 
 def _read_layer(
@@ -171,17 +192,20 @@ def _read_layer(
     stores: _Stores,
     out: np.ndarray,
 ) -> bool:
-    """Read one band of a scene into ``out`` (all missing on entry) in its stack encoding.
+    """Read one band of a scene into ``out`` in its stack encoding, every pixel written.
 
-    Returns ``False`` (``out`` untouched) where the scene misses the tile. A window on the
+    Returns ``False`` (``out`` all missing) where the scene misses the tile. A window on the
     output's own grid goes from the decoded integers straight into place.
     """
     if band.is_reflectance:
         dn = _read(scene, band.id, geobox, resampling, settings, stores, raw=True)
         if dn is None:
+            out[...] = NODATA
             return False
         asset = scene.bands[band.id]
         if isinstance(dn, Pasted):
+            if not dn.covers(out.shape):
+                out[...] = NODATA
             factor, shift = _reflectance_factors(asset)
             target = out[dn.rows, dn.cols]
             reflectance_into(
@@ -192,24 +216,24 @@ def _read_layer(
         return True
     raw = _read(scene, band.id, geobox, "nearest", settings, stores, raw=band.categorical)
     if raw is None:
+        out[...] = _missing_value(band)
         return False
     if isinstance(raw, Pasted):
-        out[raw.rows, raw.cols] = raw.block.astype(np.uint8)  # classes as they are
+        if not raw.covers(out.shape):
+            out[...] = 0
+        out[raw.rows, raw.cols] = raw.block  # classes as they are
     elif band.categorical:
-        out[...] = raw.astype(np.uint8)
+        out[...] = raw
     else:
         known = ~np.isnan(raw)
+        out[...] = PROBABILITY_NODATA
         out[known] = np.clip(np.rint(raw[known]), 0, 100).astype(np.uint8)
     return True
 
 
 def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
     """Where a layer in its stack encoding holds a value."""
-    if band.is_reflectance:
-        return layer != NODATA
-    if band.categorical:
-        return layer != 0
-    return layer != PROBABILITY_NODATA
+    return layer != _missing_value(band)
 
 
 def _read_scene(
@@ -219,12 +243,12 @@ def _read_scene(
     settings: ReadSettings,
     stores: _Stores,
     slot: _Slot,
-) -> np.ndarray | None:
-    """Read a scene into ``slot`` (all missing on entry); where it has data, or ``None``.
+) -> bool:
+    """Read a scene into ``slot``, every pixel written; whether it touches the tile.
 
-    A pixel has data when every output band and every mask layer has a value there; elsewhere
-    the slot is left (or put back to) missing. ``None`` when the scene misses the tile or one of
-    its mask layers does.
+    A pixel has data (``slot.present``) when every output band and every mask layer has a value
+    there; elsewhere the slot is missing. ``False`` (the slot all missing) when the scene
+    misses the tile or one of its mask layers does.
     """
     touched = False
     for i, band in enumerate(options.bands):
@@ -232,21 +256,23 @@ def _read_scene(
             scene, band, geobox, options.resampling, settings, stores, slot.data[i]
         )
     if not touched:
-        return None
+        slot.clear(options)
+        return False
     for band in options.mask_layers:
         layer = slot.layers[band.id]
         if not _read_layer(scene, band, geobox, options.resampling, settings, stores, layer):
             slot.clear(options)
-            return None
-    present = np.all(slot.data != NODATA, axis=0)
+            return False
+    everywhere = complete_into(slot.data, int(NODATA), slot.present)
     for band in options.mask_layers:
-        present &= _has_value(band, slot.layers[band.id])
-    absent = ~present
-    for values in slot.data:
-        np.copyto(values, NODATA, where=absent)
-    for band in options.mask_layers:
-        np.copyto(slot.layers[band.id], _missing(band, (1,))[0], where=absent)
-    return present
+        has = _has_value(band, slot.layers[band.id])
+        if everywhere and has.all():
+            continue
+        everywhere = False
+        np.logical_and(slot.present, has, out=slot.present)
+    if not everywhere:
+        slot.blank(options)
+    return True
 
 
 def _load_day(
@@ -264,35 +290,32 @@ def _load_day(
     The first scene is read straight into the slot; a later one (same day, other tile or orbit)
     into a scratch slot, from which it fills the pixels still empty.
     """
-    filled: np.ndarray | None = None
+    filled = False
     scratch: _Slot | None = None
     for scene in scenes:
-        if filled is None:
+        if not filled:
             filled = _read_scene(geobox, scene, options, settings, stores, slot)
-            if filled is not None and not filled.any():
-                filled = None
+            filled = filled and bool(slot.present.any())
         else:
             if scratch is None:
                 scratch = _Slot(
-                    np.full(slot.data.shape, NODATA, dtype=np.int16),
-                    {b.id: _missing(b, filled.shape) for b in options.mask_layers},
+                    np.empty(slot.data.shape, dtype=np.int16),
+                    {b.id: np.empty(slot.present.shape, _dtype(b)) for b in options.mask_layers},
+                    np.empty(slot.present.shape, dtype=bool),
                 )
-            else:
-                scratch.clear(options)
-            present = _read_scene(geobox, scene, options, settings, stores, scratch)
-            if present is None:
+            if not _read_scene(geobox, scene, options, settings, stores, scratch):
                 continue
-            take = present & ~filled
+            take = scratch.present & ~slot.present
             if not take.any():
                 continue
             for values, more in zip(slot.data, scratch.data, strict=True):
                 np.copyto(values, more, where=take)
             for band_id, layer in slot.layers.items():
                 np.copyto(layer, scratch.layers[band_id], where=take)
-            filled |= take
-        if filled is not None and filled.all():
+            np.logical_or(slot.present, take, out=slot.present)
+        if filled and slot.present.all():
             break
-    return filled is not None
+    return filled
 
 
 def _reflectance_factors(asset: BandAsset) -> tuple[np.float32, np.float32]:
@@ -354,6 +377,7 @@ def _read(
                     raw=raw,
                 )
         except (RasterioError, OSError) as exc:
+            forget(asset.href)  # the retry opens the file again
             if asset.signer is not None:
                 providers.signer(asset.signer).invalidate(asset.href)  # maybe it expired
             if attempt == settings.retries:

@@ -71,6 +71,15 @@ class Stack:
             return self.has_values
         return self.has_values & self.inside[np.newaxis]
 
+    def with_has_values(self, has_values: np.ndarray) -> Stack:
+        """Give :attr:`has_values` (a loader that already knows it); returns the same stack.
+
+        ``has_values`` must be what the property would compute: ``(time, y, x)``, every band has
+        a value.
+        """
+        self.__dict__["has_values"] = has_values  # cached_property's slot, frozen or not
+        return self
+
     def crop(self, margin: int, inside: np.ndarray | None = None) -> Stack:
         """The stack without ``margin`` pixels on each side (a tile's halo), with ``inside``."""
         window = (slice(margin, -margin or None), slice(margin, -margin or None))

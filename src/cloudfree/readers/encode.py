@@ -70,3 +70,34 @@ def upsample_into(
         row = (first_y + y) // factor_y
         for x in range(nx):
             out[y, x] = block[row, (first_x + x) // factor_x]
+
+
+@numba.njit(cache=True, nogil=True)
+def complete_into(values: np.ndarray, nodata: int, present: np.ndarray) -> bool:
+    """``present[y, x]``: every band of ``values`` (``(band, y, x)``) has a value; whether all do.
+
+    One pass over the bands instead of a boolean temporary per band.
+    """
+    nb, ny, nx = values.shape
+    everywhere = True
+    for y in range(ny):
+        for x in range(nx):
+            here = True
+            for b in range(nb):
+                if values[b, y, x] == nodata:
+                    here = False
+                    break
+            present[y, x] = here
+            everywhere &= here
+    return everywhere
+
+
+@numba.njit(cache=True, nogil=True)
+def blank_into(values: np.ndarray, present: np.ndarray, nodata: int) -> None:
+    """``values[:, y, x] = nodata`` wherever ``present[y, x]`` is false (``(band, y, x)``)."""
+    nb, ny, nx = values.shape
+    for y in range(ny):
+        for x in range(nx):
+            if not present[y, x]:
+                for b in range(nb):
+                    values[b, y, x] = nodata

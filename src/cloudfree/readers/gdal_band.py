@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
+
 import numpy as np
-import rasterio
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from cloudfree.readers.datasets import open_raster
 from cloudfree.readers.window import Pasted, place_window_raw, tight_window
 
 
@@ -36,23 +39,30 @@ def read_window_raw(
     See :func:`cloudfree.readers.window.place_window_raw`.
     """
     src_nodata = 0 if nodata is None else nodata
-    with rasterio.open(href) as src:
-        src_gbox = GeoBox(src.shape, src.transform, src.crs)
-        roi = compute_reproject_roi(src_gbox, geobox, padding=2)
+    src = open_raster(href)
+    roi = _roi(src.geobox, geobox)
+    if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
+        return None
+    level = _overview_level(src.overviews, roi.read_shrink)
+    if level is not None:
+        src = open_raster(href, level)
+        roi = _roi(src.geobox, geobox)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
-        level = _overview_level(src.overviews(1), roi.read_shrink)
-        if level is None:
-            return _read_level(src, geobox, src_gbox, roi, resampling, categorical, src_nodata)
-    with rasterio.open(href, overview_level=level) as ovr:
-        ovr_gbox = GeoBox(ovr.shape, ovr.transform, ovr.crs)
-        roi = compute_reproject_roi(ovr_gbox, geobox, padding=2)
-        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-            return None
-        return _read_level(ovr, geobox, ovr_gbox, roi, resampling, categorical, src_nodata)
+    return _read_level(src.dataset, geobox, src.geobox, roi, resampling, categorical, src_nodata)
 
 
-def _overview_level(factors: list[int], shrink: int) -> int | None:
+@lru_cache(maxsize=4096)
+def _roi(src_gbox: GeoBox, geobox: GeoBox) -> ReprojectInfo:
+    """odc-geo's read window of ``src_gbox`` for ``geobox``, padded for the warp's neighbours.
+
+    Cached: the scenes of one tile grid share their grids, so every date and band of a tile asks
+    for the same few windows.
+    """
+    return compute_reproject_roi(src_gbox, geobox, padding=2)
+
+
+def _overview_level(factors: Sequence[int], shrink: int) -> int | None:
     """Index of the coarsest overview whose decimation does not exceed ``shrink``."""
     best = None
     for index, factor in enumerate(factors):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import ReprojectInfo
 from odc.geo.types import NormalizedSlice
@@ -30,6 +32,11 @@ class Pasted:
     cols: slice
     src_nodata: float
     """The source value meaning "no data"."""
+
+    def covers(self, shape: tuple[int, ...]) -> bool:
+        """Whether the block fills the whole output of ``(y, x)`` ``shape``."""
+        ny, nx = shape
+        return (self.rows.start, self.rows.stop, self.cols.start, self.cols.stop) == (0, ny, 0, nx)
 
     def materialise(self, geobox: GeoBox, *, categorical: bool) -> np.ndarray:
         """float32 with NaN for nodata (uint8 with 0 when ``categorical``) of ``geobox.shape``."""
@@ -194,9 +201,22 @@ def _whole_upsampling(
     the window's top-left corner (``oy``, ``ox``: the output origin's offset on it, in output
     pixels). Anything else returns ``None`` and is warped.
     """
+    rows, cols = roi.roi_src
+    return _upsampling_factors(src_gbox, geobox, rows.start, cols.start)
+
+
+@lru_cache(maxsize=4096)
+def _upsampling_factors(
+    src_gbox: GeoBox, geobox: GeoBox, row: int, col: int
+) -> tuple[int, int, int, int] | None:
+    """:func:`_whole_upsampling` of the window whose top-left pixel is ``(row, col)``.
+
+    Cached: the scenes of one tile grid share their grids, so every date and band of a tile
+    asks the same question.
+    """
     if src_gbox.crs != geobox.crs or src_gbox.crs is None:
         return None
-    src = src_gbox[roi.roi_src].affine
+    src = src_gbox.affine * Affine.translation(col, row)
     dst = geobox.affine
     if src.b or src.d or dst.b or dst.d or src.a * dst.a <= 0 or src.e * dst.e <= 0:
         return None
