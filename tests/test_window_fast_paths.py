@@ -12,7 +12,7 @@ from odc.geo.overlap import compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 
 from cloudfree.load import to_reflectance
-from cloudfree.readers.encode import reflectance_into
+from cloudfree.readers.encode import lookup_into, reflectance_into, reflectance_table
 from cloudfree.readers.warp import warp_window
 from cloudfree.readers.window import Pasted, place_window, place_window_raw, tight_window
 from cloudfree.scene import BandAsset
@@ -144,4 +144,28 @@ def test_direct_conversion_equals_to_reflectance(scale, offset, seed):
     factor = np.float32(scale / 1e-4)
     shift = np.float32(offset / 1e-4)
     reflectance_into(block, 0.0, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), got)
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scale=st.sampled_from([1e-4, 2.5e-5, 1e-3, 0.0001234]),
+    offset=st.sampled_from([0.0, -0.1, 0.05, -0.12345]),
+    nodata=st.sampled_from([0.0, 255.0, 65535.0, -9999.0]),
+    dtype=st.sampled_from(["uint8", "uint16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_lookup_table_gives_what_the_conversion_gives(scale, offset, nodata, dtype, seed):
+    """Unsigned DNs through the table: every value, nodata and clipping as reflectance_into."""
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    block = rng.integers(0, top + 1, (30, 70)).astype(dtype)
+    block[0, :3] = (0, top, min(int(abs(nodata)), top))
+    factor = np.float32(scale / 1e-4)
+    shift = np.float32(offset / 1e-4)
+    expected = np.empty(block.shape, dtype=np.int16)
+    reflectance_into(block, nodata, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), expected)
+    table = reflectance_table(block.dtype.str, nodata, factor, shift, VALUE_MIN, VALUE_MAX)
+    got = np.empty((40, 90), dtype=np.int16)[5:35, 10:80]  # a view, as the stack's windows are
+    lookup_into(block, table, got)
     np.testing.assert_array_equal(got, expected)

@@ -54,13 +54,19 @@ class ReadSettings:
     """Seconds before the first retry; doubled at each further attempt."""
     gdal_options: Mapping[str, str | int] = field(default_factory=lambda: dict(GDAL_DEFAULTS))
     """GDAL configuration used for every read (``GDAL_DEFAULTS`` plus ``CLOUDFREE_GDAL_*``)."""
+    concurrency: int = 4
+    """Solar days of one tile read at the same time. Object stores answer each request after a
+    round trip (milliseconds on a LAN, tens of them from S3), so a tile's hundred or so windows
+    read one after the other spend much of their time waiting; the memory a tile needs is the
+    same (the stack is allocated once)."""
 
 
 def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     """Build read settings from the environment.
 
-    ``CLOUDFREE_READ_RETRIES`` overrides the retry count; any ``CLOUDFREE_GDAL_<OPTION>``
-    variable sets GDAL option ``<OPTION>`` (e.g. ``CLOUDFREE_GDAL_GDAL_HTTP_TIMEOUT=30``).
+    ``CLOUDFREE_READ_RETRIES`` overrides the retry count, ``CLOUDFREE_READ_CONCURRENCY`` the
+    days of a tile read at once; any ``CLOUDFREE_GDAL_<OPTION>`` variable sets GDAL option
+    ``<OPTION>`` (e.g. ``CLOUDFREE_GDAL_GDAL_HTTP_TIMEOUT=30``).
     """
     env = os.environ if environ is None else environ
     options: dict[str, str | int] = dict(GDAL_DEFAULTS)
@@ -70,7 +76,10 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
             options[key[len(prefix) :]] = value
     options["GDAL_CACHEMAX"] = cache_bytes(options["GDAL_CACHEMAX"])
     retries = int(env.get("CLOUDFREE_READ_RETRIES", "3"))
-    return ReadSettings(retries=max(retries, 1), gdal_options=options)
+    concurrency = int(env.get("CLOUDFREE_READ_CONCURRENCY", str(ReadSettings.concurrency)))
+    return ReadSettings(
+        retries=max(retries, 1), gdal_options=options, concurrency=max(concurrency, 1)
+    )
 
 
 def cache_bytes(value: str | int) -> int:

@@ -63,7 +63,7 @@ from cloudfree.grid import (
     pixel_size_metres,
     utm_crs_for,
 )
-from cloudfree.load import LoadOptions, load_stack
+from cloudfree.load import LoadOptions, load_stack, reused_stack_memory
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import check_run_flags, with_mask_config
 from cloudfree.pipeline import area_of, check_assets, search_or_fail, search_query
@@ -498,16 +498,17 @@ class CubeFiller(ShippedUnitTask):
     def __call__(self, unit: CubeUnit) -> None:
         """Fill one unit (idempotent: it writes exactly its own shards)."""
         manifest = Manifest(self.request.out)
-        try:
-            block = load_block(self.request, self.job, unit)
-            ys, xs = self.job.tiles.roi[unit.tile]
-            if self._store is None:
-                self._store = CubeStore(self.request.out)
-            self._store.write(slice(*unit.times), ys, xs, block)
-        except Exception as exc:
-            manifest.record_failure(unit.key, redact_message(str(exc)))
-            raise
-        manifest.record_done(unit.key, block_checksum(block))
+        with reused_stack_memory():  # one unit after the other on this thread
+            try:
+                block = load_block(self.request, self.job, unit)
+                ys, xs = self.job.tiles.roi[unit.tile]
+                if self._store is None:
+                    self._store = CubeStore(self.request.out)
+                self._store.write(slice(*unit.times), ys, xs, block)
+            except Exception as exc:
+                manifest.record_failure(unit.key, redact_message(str(exc)))
+                raise
+            manifest.record_done(unit.key, block_checksum(block))
 
 
 def units_to_fill(request: CubeRequest, job: CubePlan) -> list[CubeUnit]:

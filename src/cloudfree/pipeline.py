@@ -70,7 +70,7 @@ from cloudfree.grid import (
     pixel_size_metres,
     utm_crs_for,
 )
-from cloudfree.load import LoadOptions, load_stack
+from cloudfree.load import LoadOptions, load_stack, reused_stack_memory
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import check_run_flags, merged_options, with_mask_config
 from cloudfree.parallel import KERNEL_LOCK
@@ -733,15 +733,16 @@ class UnitRunner(ShippedUnitTask):
     def __call__(self, unit: WorkUnit) -> None:
         """Run one unit (idempotent: it writes exactly its own region)."""
         manifest = Manifest(self.request.out)
-        try:
-            if self._store is None:
-                self._store = MosaicStore(self.request.out)
-            composite = composite_unit(self.request, self.job, unit)
-            self._store.write(self.job, unit, self.request.band_names, composite)
-        except Exception as exc:
-            manifest.record_failure(unit.key, redact_message(str(exc)))
-            raise
-        manifest.record_done(unit.key, composite_checksum(composite))
+        with reused_stack_memory():  # one tile after the other on this thread
+            try:
+                if self._store is None:
+                    self._store = MosaicStore(self.request.out)
+                composite = composite_unit(self.request, self.job, unit)
+                self._store.write(self.job, unit, self.request.band_names, composite)
+            except Exception as exc:
+                manifest.record_failure(unit.key, redact_message(str(exc)))
+                raise
+            manifest.record_done(unit.key, composite_checksum(composite))
 
 
 def output_variables(request: MosaicRequest) -> list[tuple[str, np.dtype]]:

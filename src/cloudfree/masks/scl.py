@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+import numba
 import numpy as np
 
 from cloudfree.bands import SclClass
@@ -64,6 +65,7 @@ BUFFERED = frozenset(
 )
 #: Default clean-up radii in metres (measured on the synthetic archive: docs/masks.md).
 DEFAULT_OPENING_M = 20.0
+NO_DATA = int(SclClass.NO_DATA)
 DEFAULT_DILATION_M = 60.0
 
 
@@ -135,9 +137,16 @@ class SclMask:
         scl = stack.layers.get("SCL")
         if scl is None:
             raise InvalidInputError("The SCL mask needs a stack loaded with its SCL layer.")
-        present = stack.has_data & (scl != SclClass.NO_DATA)
-        rejected = present & ~self._valid[scl]
-        return present & ~self.cleanup(rejected, scl, pixel_size_m)
+        clear = np.empty(scl.shape, dtype=bool)
+        rejected = np.empty(scl.shape, dtype=bool)
+        _verdict(scl, stack.has_data, self._valid, clear, rejected)
+        if radius_pixels(self.opening_m, pixel_size_m) or radius_pixels(
+            self.dilation_m, pixel_size_m
+        ):
+            kept = self.cleanup(rejected, scl, pixel_size_m)
+            clear |= rejected  # every observation with data and a class
+            clear &= ~kept
+        return clear
 
     def cleanup(self, rejected: np.ndarray, scl: np.ndarray, pixel_size_m: float) -> np.ndarray:
         """Opening of the rejected pixels, then the buffer around the buffered classes."""
@@ -157,3 +166,26 @@ class SclMask:
         if self.dilation_m:
             cleanup.append(f"cloud/shadow buffer {self.dilation_m:g} m")
         return f"SCL mask keeping {names}" + (f" ({', '.join(cleanup)})" if cleanup else "")
+
+
+@numba.njit(cache=True, nogil=True)
+def _verdict(
+    scl: np.ndarray,
+    has_data: np.ndarray,
+    valid: np.ndarray,
+    clear: np.ndarray,
+    rejected: np.ndarray,
+) -> None:
+    """Per observation with data and a class: ``clear`` if the class is valid, else ``rejected``.
+
+    One pass over the stack instead of a boolean temporary per step.
+    """
+    nt, ny, nx = scl.shape
+    for t in range(nt):
+        for y in range(ny):
+            for x in range(nx):
+                cls = scl[t, y, x]
+                here = has_data[t, y, x] and cls != NO_DATA
+                good = valid[cls]
+                clear[t, y, x] = here and good
+                rejected[t, y, x] = here and not good

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -13,7 +12,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from cloudfree.readers.datasets import open_raster
-from cloudfree.readers.window import Pasted, place_window_raw, tight_window
+from cloudfree.readers.window import Pasted, cached_by_grids, place_window_raw, tight_window
 
 
 def read_window(
@@ -52,12 +51,12 @@ def read_window_raw(
     return _read_level(src.dataset, geobox, src.geobox, roi, resampling, categorical, src_nodata)
 
 
-@lru_cache(maxsize=4096)
+@cached_by_grids
 def _roi(src_gbox: GeoBox, geobox: GeoBox) -> ReprojectInfo:
     """odc-geo's read window of ``src_gbox`` for ``geobox``, padded for the warp's neighbours.
 
-    Cached: the scenes of one tile grid share their grids, so every date and band of a tile asks
-    for the same few windows.
+    Cached (:func:`~cloudfree.readers.window.cached_by_grids`): the scenes of one tile grid
+    share their grids, so every date and band of a tile asks for the same few windows.
     """
     return compute_reproject_roi(src_gbox, geobox, padding=2)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import wraps
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -191,6 +193,41 @@ def _empty(geobox: GeoBox, *, categorical: bool) -> np.ndarray:
     return np.full(geobox.shape.yx, np.nan, dtype=np.float32)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def cached_by_grids(
+    function: Callable[Concatenate[GeoBox, GeoBox, P], R],
+) -> Callable[Concatenate[GeoBox, GeoBox, P], R]:
+    """Memoise a function of two grids (and hashable arguments) by what the grids are.
+
+    A GeoBox's own hash goes through pyproj's WKT of its CRS, slower than most of what is
+    cached here; the key is the grid's shape, affine and CRS string instead. The scenes of one
+    tile grid share their grids, so every date and band of a tile asks the same questions.
+    """
+    cache: dict[Hashable, R] = {}
+
+    @wraps(function)
+    def cached(src: GeoBox, dst: GeoBox, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = (_grid_key(src), _grid_key(dst), args, tuple(sorted(kwargs.items())))
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        value = function(src, dst, *args, **kwargs)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    return cached
+
+
+def _grid_key(gbox: GeoBox) -> Hashable:
+    return gbox.shape.yx, tuple(gbox.affine)[:6], str(gbox.crs)
+
+
 def _whole_upsampling(
     src_gbox: GeoBox, geobox: GeoBox, roi: ReprojectInfo
 ) -> tuple[int, int, int, int] | None:
@@ -205,14 +242,13 @@ def _whole_upsampling(
     return _upsampling_factors(src_gbox, geobox, rows.start, cols.start)
 
 
-@lru_cache(maxsize=4096)
+@cached_by_grids
 def _upsampling_factors(
     src_gbox: GeoBox, geobox: GeoBox, row: int, col: int
 ) -> tuple[int, int, int, int] | None:
     """:func:`_whole_upsampling` of the window whose top-left pixel is ``(row, col)``.
 
-    Cached: the scenes of one tile grid share their grids, so every date and band of a tile
-    asks the same question.
+    Cached (:func:`cached_by_grids`).
     """
     if src_gbox.crs != geobox.crs or src_gbox.crs is None:
         return None
