@@ -9,6 +9,7 @@ provider endpoints are written down).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ GDAL_DEFAULTS: Mapping[str, str | int] = {
     # would be 256 bytes (no cache at all: the COG driver then decodes every block three
     # times). Blocks of open datasets stay cached until evicted; only padded (warped) windows
     # share edge blocks with the next tile. CLOUDFREE_GDAL_GDAL_CACHEMAX takes GDAL's units.
-    "GDAL_CACHEMAX": 64 * 2**20,
+    "GDAL_CACHEMAX": 32 * 2**20,
     # Warping reads exactly the source window odc-geo computed; one thread per read because
     # cloudfree parallelises over tiles and scenes itself.
     "GDAL_NUM_THREADS": "1",
@@ -106,6 +107,30 @@ def cache_bytes(value: str | int) -> int:
     if text.endswith("MB") or number < 100_000:
         return int(number * 2**20)
     return int(number)
+
+
+MMAP_THRESHOLD = 4 * 2**20
+"""Bytes from which glibc's malloc maps memory of its own (returned to the system when freed)."""
+
+
+def tune_allocator() -> None:
+    """Keep glibc's malloc from holding on to the memory of freed tiles (Linux only).
+
+    glibc raises its mmap threshold to the size of each large block freed (up to 32 MB), after
+    which the tens-of-megabytes masks of a tile come from per-thread heaps that keep them when
+    freed; with a dozen reader and writer threads the process grew by a few hundred megabytes
+    over a run. A fixed threshold (``M_MMAP_THRESHOLD``) returns them at once. Called when a
+    run starts; a process that set ``MALLOC_MMAP_THRESHOLD_`` itself is left alone.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...)
+        return
+    libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 #: Prefixes of the variables that configure reads and writes in any process: cloudfree's own,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numba
 import numpy as np
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
@@ -653,7 +654,25 @@ def load_masked(
     if halo:
         clear = clear[:, halo:-halo, halo:-halo]
     has_data = stack.has_data
-    return stack, clear & has_data, has_data & ~clear
+    clear_out = np.empty(has_data.shape, dtype=bool)
+    rejected = np.empty(has_data.shape, dtype=bool)
+    split_verdict(clear, has_data, clear_out, rejected)
+    return stack, clear_out, rejected
+
+
+@numba.njit(cache=True, nogil=True)
+def split_verdict(
+    clear: np.ndarray, has_data: np.ndarray, clear_out: np.ndarray, rejected: np.ndarray
+) -> None:
+    """``clear_out = clear & has_data`` and ``rejected = has_data & ~clear`` in one pass."""
+    nt, ny, nx = has_data.shape
+    for t in range(nt):
+        for y in range(ny):
+            for x in range(nx):
+                here = has_data[t, y, x]
+                ok = clear[t, y, x]
+                clear_out[t, y, x] = here and ok
+                rejected[t, y, x] = here and not ok
 
 
 def clear_enough(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np.ndarray:

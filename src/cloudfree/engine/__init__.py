@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from cloudfree.config import tune_allocator
 from cloudfree.errors import CloudfreeError, InvalidInputError, RunFailedError
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ class ThreadEngine:
         progress: ProgressCallback | None = None,
     ) -> None:
         """Run ``run_unit`` on every unit with at most ``threads`` in flight."""
+        tune_allocator()
         total = len(units)
         done = 0
         if progress:

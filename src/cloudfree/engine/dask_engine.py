@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from cloudfree.config import forwarded_environment
+from cloudfree.config import forwarded_environment, tune_allocator
 from cloudfree.engine import (
     EngineSpec,
     Notify,
@@ -79,6 +79,7 @@ class WorkerSetup(WorkerPlugin):
         self._previous = {name: os.environ.get(name) for name in self._environment}
         os.environ.update(self._environment)
         _forget_resolved_environment()
+        tune_allocator()
 
     def teardown(self, worker: Any) -> None:
         """Put the worker's own environment back."""
