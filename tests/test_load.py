@@ -14,7 +14,7 @@ from cloudfree.access import redact_href
 from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
-from cloudfree.load import LoadOptions, load_stack, to_reflectance
+from cloudfree.load import LoadOptions, load_stack, reused_stack_memory, to_reflectance
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA
 
@@ -142,3 +142,48 @@ def test_cloud_probability_keeps_zero_percent_without_declared_nodata(tmp_path, 
     values = stack.layers["CLD"][0]
     assert set(np.unique(values)) == {0, 90}
     assert (values == 0).mean() > 0.4
+
+
+def _days(tmp_path):
+    """Five days of one scene each; the third has no pixel in the tile (all nodata)."""
+    rng = np.random.default_rng(5)
+    scenes = []
+    for k in range(5):
+        dn = rng.integers(500, 3000, (64, 64)).astype(np.uint16)
+        dn[rng.random((64, 64)) < 0.1] = 0
+        if k == 2:
+            dn[:] = 0
+        scl = rng.integers(1, 12, (32, 32)).astype(np.uint8)
+        when = datetime(2022, 3, 1 + k, 11, 45, tzinfo=UTC)
+        scenes.append(scene(tmp_path, f"d{k}", dn, scl, offset=-0.1, when=when))
+    return scenes
+
+
+def test_days_read_concurrently_give_the_stack_read_one_by_one(tmp_path):
+    scenes = _days(tmp_path)
+    options = LoadOptions((BANDS["B04"],), mask_layers=(BANDS["SCL"],))
+    serial = load_stack(GRID, scenes, options, ReadSettings(concurrency=1))
+    parallel = load_stack(GRID, scenes, options, ReadSettings(concurrency=4))
+    assert len(serial.days) == 4 and 2 not in [d.day - 1 for d in serial.days]  # moved down
+    assert parallel.days == serial.days
+    np.testing.assert_array_equal(parallel.data, serial.data)
+    np.testing.assert_array_equal(parallel.layers["SCL"], serial.layers["SCL"])
+    # the presence the loader hands over is what the stack's values say
+    np.testing.assert_array_equal(parallel.has_values, parallel.data[:, 0] != NODATA)
+    assert not (parallel.has_values & (parallel.layers["SCL"] == 0)).any()
+
+
+def test_stack_memory_is_reused_only_inside_the_context(tmp_path):
+    scenes = _days(tmp_path)
+    options = LoadOptions((BANDS["B04"],), mask_layers=(BANDS["SCL"],))
+    first = load_stack(GRID, scenes, options, ReadSettings())
+    second = load_stack(GRID, scenes, options, ReadSettings())
+    assert not np.shares_memory(first.data, second.data)  # a library call keeps its stack
+    with reused_stack_memory():
+        third = load_stack(GRID, scenes, options, ReadSettings())
+        np.testing.assert_array_equal(third.data, first.data)
+        fourth = load_stack(GRID, scenes[3:], options, ReadSettings())
+        assert np.shares_memory(third.data, fourth.data)  # one tile after the other
+        np.testing.assert_array_equal(fourth.data, first.data[2:])
+    after = load_stack(GRID, scenes, options, ReadSettings())
+    assert not np.shares_memory(after.data, fourth.data)
