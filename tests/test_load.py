@@ -187,3 +187,7 @@ def test_stack_memory_is_reused_only_inside_the_context(tmp_path):
         np.testing.assert_array_equal(fourth.data, first.data[2:])
     after = load_stack(GRID, scenes, options, ReadSettings())
     assert not np.shares_memory(after.data, fourth.data)
+    with reused_stack_memory():  # the next unit on this thread: the same memory again
+        fifth = load_stack(GRID, scenes, options, ReadSettings())
+        assert np.shares_memory(fifth.data, third.data)
+        np.testing.assert_array_equal(fifth.data, first.data)

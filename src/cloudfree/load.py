@@ -188,9 +188,11 @@ _memory = _StackMemory()
 def reused_stack_memory() -> Iterator[None]:
     """Within it, :func:`load_stack` on this thread reuses one set of arrays for every stack.
 
-    For a worker that loads, reduces and writes one tile after the other: a stack's arrays are
-    overwritten by the next stack this thread loads, so nothing may keep them (or views of them)
-    past the tile. It saves the page faults of a fresh few hundred megabytes per tile.
+    For a worker that loads, reduces and writes one tile after the other (each unit runs in
+    its own ``with``): a stack's arrays are overwritten by the next stack this thread loads in
+    such a block, so nothing may keep them (or views of them) past the tile. It saves the page
+    faults of a fresh few hundred megabytes per tile. The thread keeps its arrays between blocks
+    (one tile's worth, the memory its next tile needs) until it ends.
     """
     was = _memory.active
     _memory.active = True
@@ -198,8 +200,6 @@ def reused_stack_memory() -> Iterator[None]:
         yield
     finally:
         _memory.active = was
-        if not was:
-            _memory.buffers.clear()
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
