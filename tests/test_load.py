@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,7 +15,7 @@ from cloudfree.access import redact_href
 from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
-from cloudfree.load import LoadOptions, load_stack, reused_stack_memory, to_reflectance
+from cloudfree.load import LoadOptions, load_stack, read_pool, reused_stack_memory, to_reflectance
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA
 
@@ -191,3 +192,17 @@ def test_stack_memory_is_reused_only_inside_the_context(tmp_path):
         fifth = load_stack(GRID, scenes, options, ReadSettings())
         assert np.shares_memory(fifth.data, third.data)
         np.testing.assert_array_equal(fifth.data, first.data)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_reader_pool():
+    read_pool(2).submit(int).result()  # the parent's pool has threads now
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's threads are gone, a new pool must still work
+        ok = False
+        try:
+            ok = read_pool(2).submit(lambda: 41 + 1).result(timeout=10) == 42
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import warnings
@@ -204,6 +205,16 @@ def reused_stack_memory() -> Iterator[None]:
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+
+
+def _forked() -> None:
+    """A forked child has none of the parent's threads (nor its lock holders): start afresh."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def read_pool(size: int) -> ThreadPoolExecutor:
