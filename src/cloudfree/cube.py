@@ -69,6 +69,7 @@ from cloudfree.options import check_run_flags, with_mask_config
 from cloudfree.pipeline import area_of, check_assets, search_or_fail, search_query
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
+from cloudfree.stack import missing_value
 from cloudfree.store import location
 from cloudfree.store.cube_store import (
     VALID,
@@ -80,7 +81,6 @@ from cloudfree.store.cube_store import (
     CubeStore,
     CubeVariable,
     create_cube,
-    missing_value,
     storage_dtype,
 )
 from cloudfree.store.manifest import Manifest

@@ -56,6 +56,8 @@ from cloudfree.stack import (
     VALUE_MAX,
     VALUE_MIN,
     Stack,
+    layer_dtype,
+    missing_value,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,8 @@ def load_stack(
     n = len(days)
     data = _memory.array("data", (n, len(options.bands), ny, nx), np.int16)
     stacked = {
-        band.id: _memory.array(band.id, (n, ny, nx), _dtype(band)) for band in options.mask_layers
+        band.id: _memory.array(band.id, (n, ny, nx), layer_dtype(band))
+        for band in options.mask_layers
     }
     present = _memory.array("present", (n, ny, nx), np.bool_)
     stores = _Stores()
@@ -248,7 +251,7 @@ class _Slot:
         """All missing."""
         self.data[...] = NODATA
         for band in options.mask_layers:
-            self.layers[band.id][...] = _missing_value(band)
+            self.layers[band.id][...] = missing_value(band)
         self.present[...] = False
 
     def blank(self, options: LoadOptions) -> None:
@@ -256,21 +259,7 @@ class _Slot:
         blank_into(self.data, self.present, int(NODATA))
         absent = ~self.present
         for band in options.mask_layers:
-            np.copyto(self.layers[band.id], _missing_value(band), where=absent)
-
-
-def _dtype(band: Band) -> type[np.generic]:
-    """The stack encoding's type of ``band``: int16 reflectance, uint8 classes and percent."""
-    return np.int16 if band.is_reflectance else np.uint8
-
-
-def _missing_value(band: Band) -> int:
-    """The stack encoding's "no value" of ``band``."""
-    if band.is_reflectance:
-        return int(NODATA)
-    if band.categorical:
-        return 0
-    return int(PROBABILITY_NODATA)
+            np.copyto(self.layers[band.id], missing_value(band), where=absent)
 
 
 def _read_layer(
@@ -311,7 +300,7 @@ def _read_layer(
         return True
     raw = _read(scene, band.id, geobox, "nearest", settings, stores, raw=band.categorical)
     if raw is None:
-        out[...] = _missing_value(band)
+        out[...] = missing_value(band)
         return False
     if isinstance(raw, Pasted):
         if not raw.covers(out.shape):
@@ -328,7 +317,7 @@ def _read_layer(
 
 def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
     """Where a layer in its stack encoding holds a value."""
-    return layer != _missing_value(band)
+    return layer != missing_value(band)
 
 
 def _read_scene(
@@ -395,7 +384,10 @@ def _load_day(
             if scratch is None:
                 scratch = _Slot(
                     np.empty(slot.data.shape, dtype=np.int16),
-                    {b.id: np.empty(slot.present.shape, _dtype(b)) for b in options.mask_layers},
+                    {
+                        b.id: np.empty(slot.present.shape, layer_dtype(b))
+                        for b in options.mask_layers
+                    },
                     np.empty(slot.present.shape, dtype=bool),
                 )
             if not _read_scene(geobox, scene, options, settings, stores, scratch):

@@ -17,6 +17,8 @@ from types import MappingProxyType
 import numpy as np
 from odc.geo.geobox import GeoBox
 
+from cloudfree.bands import Band
+
 #: Stored value meaning "no data" (also the output ``_FillValue``).
 NODATA = np.int16(-32768)
 #: Reflectance represented by one integer step.
@@ -25,6 +27,23 @@ REFLECTANCE_SCALE = 1e-4
 VALUE_MIN, VALUE_MAX = -32767, 32767
 #: Value of a probability layer (percent, uint8) meaning "no data".
 PROBABILITY_NODATA = np.uint8(255)
+
+
+def layer_dtype(band: Band) -> type[np.integer]:
+    """The stack encoding's type of ``band``: int16 reflectance, uint8 classes and percent."""
+    return np.int16 if band.is_reflectance else np.uint8
+
+
+def missing_value(band: Band) -> int:
+    """The stack encoding's "no value" of ``band``.
+
+    :data:`NODATA` for reflectance, 0 for classes, :data:`PROBABILITY_NODATA` for percentages.
+    """
+    if band.is_reflectance:
+        return int(NODATA)
+    if band.categorical:
+        return 0
+    return int(PROBABILITY_NODATA)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,11 @@ from cloudfree.grid import geobox_crs, output_geobox, parse_crs
 from cloudfree.load import LoadOptions
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.sources.base import SearchQuery
-from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Stack
+from cloudfree.stack import NODATA, REFLECTANCE_SCALE, Stack, layer_dtype, missing_value
 from cloudfree.store.cube_store import (
     VALID_BAND,
     CubeInfo,
     CubeStore,
-    missing_value,
     read_info,
 )
 
@@ -132,7 +131,7 @@ class CubeSource:
             name = self.info.variable_for(band.id)
             if name is None:  # checked when the request was built
                 raise InvalidInputError(f"The cube {self.url} has no {band.id}.")
-            values = np.full((len(times), ny, nx), missing_value(band), dtype=_dtype(band))
+            values = np.full((len(times), ny, nx), missing_value(band), dtype=layer_dtype(band))
             if times and ys.stop > ys.start and xs.stop > xs.start:
                 values[(slice(None), *inner)] = store.read(name, span, ys, xs)[picked]
             return values
@@ -200,10 +199,6 @@ class CubeSource:
                     f"(or a preset that implies it), or make a cube with {option} {given}."
                 )
         return info.resampling, info.same_day
-
-
-def _dtype(band: Band) -> type[np.integer]:
-    return np.int16 if band.is_reflectance else np.uint8
 
 
 def open_cube_source(

@@ -32,7 +32,7 @@ from cloudfree.aoi import Aoi
 from cloudfree.bands import BANDS, Band
 from cloudfree.errors import InvalidInputError
 from cloudfree.grid import geobox_crs
-from cloudfree.stack import NODATA, PROBABILITY_NODATA, REFLECTANCE_SCALE
+from cloudfree.stack import REFLECTANCE_SCALE, layer_dtype, missing_value
 from cloudfree.store.geozarr import geozarr_attributes
 
 CUBE_ATTRIBUTE = "cloudfree:cube"
@@ -43,18 +43,9 @@ VALID, VALID_BAND = "valid", "VALID"
 VALID_REJECTED, VALID_CLEAR, VALID_NODATA = 0, 1, 255
 
 
-def missing_value(band: Band) -> int:
-    """The stored value meaning "no data" for a band (its stack encoding's)."""
-    if band.is_reflectance:
-        return int(NODATA)
-    if band.categorical:
-        return 0
-    return int(PROBABILITY_NODATA)
-
-
 def storage_dtype(band: Band) -> str:
     """int16 reflectance * 10000, uint8 classes and percentages (as in a :class:`Stack`)."""
-    return "int16" if band.is_reflectance else "uint8"
+    return np.dtype(layer_dtype(band)).name
 
 
 @dataclass(frozen=True)
