@@ -7,11 +7,13 @@ import pickle
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from tests.job_options import mosaic_options
 from tests.servers.dask import TaskSpecRecorder, recorded
 
 import cloudfree
@@ -22,23 +24,7 @@ from cloudfree.engine.dask_engine import WorkerSetup, worker_environment
 from cloudfree.errors import InvalidInputError, RunFailedError
 from cloudfree.store.manifest import Manifest
 
-START, END = "2021-11-01", "2021-12-31"
-
-
-def options(archive, out, **extra):
-    return dict(
-        stac=str(archive.catalog),
-        bbox=archive.bbox,
-        start_date=START,
-        end_date=END,
-        bands=["red", "nir"],
-        crs="EPSG:2157",
-        resolution=20.0,
-        chunk_size=64,
-        out=str(out),
-        quicklook=False,
-        **extra,
-    )
+options = partial(mosaic_options, dates=("2021-11-01", "2021-12-31"))
 
 
 def same_values(a, b, names=("red", "nir", "observations")):

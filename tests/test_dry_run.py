@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from tests.job_options import WINTER, mosaic_options
 
 import cloudfree
 from cloudfree.budget import PROCESS_BASE_BYTES, check_memory, parse_memory
@@ -13,23 +14,7 @@ from cloudfree.cli.main import cli
 from cloudfree.errors import InvalidInputError, MemoryLimitError
 from cloudfree.pipeline import build_request, dry_run
 
-START, END = "2021-11-01", "2022-04-30"
-
-
-def options(archive, out, **extra):
-    return dict(
-        stac=str(archive.catalog),
-        bbox=archive.bbox,
-        start_date=START,
-        end_date=END,
-        bands=["red", "nir"],
-        crs="EPSG:2157",
-        resolution=20.0,
-        chunk_size=64,
-        out=str(out),
-        quicklook=False,
-        **extra,
-    )
+START, END = WINTER
 
 
 def cli_args(archive, out, *extra):
@@ -46,11 +31,11 @@ def cli_args(archive, out, *extra):
 def made(archive, tmp_path_factory):
     """A real run of the job, to hold the plan's numbers against."""
     out = tmp_path_factory.mktemp("made") / "made.zarr"
-    return cloudfree.mosaic(**options(archive, out))
+    return cloudfree.mosaic(**mosaic_options(archive, out))
 
 
 def test_dry_run_numbers_match_what_a_run_writes(archive, tmp_path, made):
-    summary = dry_run(build_request(**options(archive, tmp_path / "plan.zarr")))
+    summary = dry_run(build_request(**mosaic_options(archive, tmp_path / "plan.zarr")))
     assert summary.shape == made.shape
     assert summary.units == made.units
     assert summary.scenes == len(made.scenes)
@@ -85,10 +70,10 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(archive, tmp_path, made)
 
 def test_over_the_memory_limit_is_refused_before_anything_is_written(archive, tmp_path):
     out = tmp_path / "refused.zarr"
-    summary = dry_run(build_request(**options(archive, out, threads=1)))
+    summary = dry_run(build_request(**mosaic_options(archive, out, threads=1)))
     limit = str(summary.process_base_bytes + summary.unit_peak_bytes // 2)
     with pytest.raises(MemoryLimitError, match=r"--chunk-size \(now 64 px\).*--memory-limit"):
-        cloudfree.mosaic(**options(archive, out, threads=1, memory_limit=limit))
+        cloudfree.mosaic(**mosaic_options(archive, out, threads=1, memory_limit=limit))
     assert not out.exists() and not list(tmp_path.iterdir())
     args = cli_args(archive, out, "--threads", "1", "--memory-limit", limit)
     result = CliRunner().invoke(cli, args)
@@ -101,8 +86,8 @@ def test_over_the_memory_limit_is_refused_before_anything_is_written(archive, tm
 
 
 def test_threads_per_worker_multiply_the_peak(archive, tmp_path):
-    one = dry_run(build_request(**options(archive, tmp_path / "a.zarr", threads=1)))
-    four = dry_run(build_request(**options(archive, tmp_path / "a.zarr", threads=4)))
+    one = dry_run(build_request(**mosaic_options(archive, tmp_path / "a.zarr", threads=1)))
+    four = dry_run(build_request(**mosaic_options(archive, tmp_path / "a.zarr", threads=4)))
     assert four.worker_peak_bytes - one.worker_peak_bytes == 3 * one.unit_peak_bytes
     limit = one.worker_peak_bytes + one.unit_peak_bytes
     check_memory(one.__class__(**{**one.__dict__, "memory_limit": limit}))
@@ -122,8 +107,8 @@ def test_memory_sizes():
 
 def test_dry_run_of_a_resumed_run_counts_the_units_left(archive, tmp_path):
     out = tmp_path / "part.zarr"
-    first = cloudfree.mosaic(**options(archive, out, limit=3))
-    summary = dry_run(build_request(**options(archive, out, resume=True)))
+    first = cloudfree.mosaic(**mosaic_options(archive, out, limit=3))
+    summary = dry_run(build_request(**mosaic_options(archive, out, resume=True)))
     assert summary.units == first.units - 3
-    limited = dry_run(build_request(**options(archive, out, resume=True, limit=2)))
+    limited = dry_run(build_request(**mosaic_options(archive, out, resume=True, limit=2)))
     assert limited.units == 2 and limited.bytes_to_write < summary.bytes_to_write

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from tests.job_options import WINTER, mosaic_options
 
 import cloudfree
 import cloudfree.errors
@@ -23,23 +24,7 @@ from cloudfree.cli.main import cli
 from cloudfree.errors import InvalidInputError, StoreLockedError
 from cloudfree.store.manifest import Manifest
 
-START, END = "2021-11-01", "2022-04-30"
-
-
-def options(archive, out, **extra):
-    return dict(
-        stac=str(archive.catalog),
-        bbox=archive.bbox,
-        start_date=START,
-        end_date=END,
-        bands=["red", "nir"],
-        crs="EPSG:2157",
-        resolution=20.0,
-        chunk_size=64,
-        out=str(out),
-        quicklook=False,
-        **extra,
-    )
+START, END = WINTER
 
 
 def same_values(a, b):
@@ -51,7 +36,7 @@ def same_values(a, b):
 @pytest.fixture(scope="module")
 def whole(archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "whole.zarr"
-    return cloudfree.mosaic(**options(archive, out))
+    return cloudfree.mosaic(**mosaic_options(archive, out))
 
 
 def chunk_files(store: Path) -> dict[str, int]:
@@ -64,13 +49,13 @@ def chunk_files(store: Path) -> dict[str, int]:
 
 def test_limit_then_resume_is_identical_and_keeps_finished_regions(archive, tmp_path, whole):
     out = tmp_path / "parts.zarr"
-    first = cloudfree.mosaic(**options(archive, out, limit=3))
+    first = cloudfree.mosaic(**mosaic_options(archive, out, limit=3))
     assert first.remaining == first.units - 3 and first.catalog is None
     done = Manifest(str(out)).finished()
     assert len(done) == 3 and all(len(r["sha256"]) == 64 for r in done.values())
     written = chunk_files(out)
     time.sleep(0.05)
-    second = cloudfree.mosaic(**options(archive, out, resume=True))
+    second = cloudfree.mosaic(**mosaic_options(archive, out, resume=True))
     assert second.remaining == 0 and second.catalog is not None
     after = chunk_files(out)
     assert all(after[name] == mtime for name, mtime in written.items())  # not rewritten
@@ -81,27 +66,27 @@ def test_limit_then_resume_is_identical_and_keeps_finished_regions(archive, tmp_
 
 def test_resume_refuses_another_job_and_a_missing_store(archive, tmp_path):
     out = tmp_path / "m.zarr"
-    cloudfree.mosaic(**options(archive, out, limit=1))
+    cloudfree.mosaic(**mosaic_options(archive, out, limit=1))
     with pytest.raises(InvalidInputError, match=r"different job.*bands"):
-        cloudfree.mosaic(**{**options(archive, out, resume=True), "bands": ["red"]})
+        cloudfree.mosaic(**{**mosaic_options(archive, out, resume=True), "bands": ["red"]})
     with pytest.raises(InvalidInputError, match="no store"):
-        cloudfree.mosaic(**options(archive, tmp_path / "none.zarr", resume=True))
+        cloudfree.mosaic(**mosaic_options(archive, tmp_path / "none.zarr", resume=True))
     with pytest.raises(InvalidInputError, match="pick one"):
-        cloudfree.mosaic(**options(archive, out, resume=True, overwrite=True))
+        cloudfree.mosaic(**mosaic_options(archive, out, resume=True, overwrite=True))
 
 
 def test_a_live_writer_locks_the_store_and_a_dead_ones_lock_is_taken_over(archive, tmp_path):
     out = tmp_path / "locked.zarr"
-    cloudfree.mosaic(**options(archive, out, limit=1))
+    cloudfree.mosaic(**mosaic_options(archive, out, limit=1))
     lock = out / "_cloudfree" / "lock.json"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         holder = {"host": socket.gethostname(), "pid": sleeper.pid, "started": "now"}
         lock.write_text(json.dumps(holder))
         with pytest.raises(StoreLockedError, match=f"process {sleeper.pid}"):
-            cloudfree.mosaic(**options(archive, out, resume=True))
+            cloudfree.mosaic(**mosaic_options(archive, out, resume=True))
         with pytest.raises(StoreLockedError):
-            cloudfree.mosaic(**options(archive, out, overwrite=True))
+            cloudfree.mosaic(**mosaic_options(archive, out, overwrite=True))
         result = CliRunner().invoke(
             cli, ["mosaic", "--stac", str(archive.catalog), "--start-date", START, "--end-date",
                   END, "--bbox", *map(str, archive.bbox), "--bands", "red", "--bands", "nir",
@@ -113,7 +98,7 @@ def test_a_live_writer_locks_the_store_and_a_dead_ones_lock_is_taken_over(archiv
         sleeper.kill()
         sleeper.wait()
     # the holder is gone (as after kill -9): its lock is taken over
-    assert cloudfree.mosaic(**options(archive, out, resume=True)).remaining == 0
+    assert cloudfree.mosaic(**mosaic_options(archive, out, resume=True)).remaining == 0
 
 
 def test_kill_9_of_the_whole_run_then_resume_is_bit_identical(archive, tmp_path, whole):
@@ -164,7 +149,9 @@ class Failing:
 def test_a_failed_unit_is_recorded_with_its_reason_and_no_secret(archive, tmp_path):
     out = tmp_path / "failed.zarr"
     with pytest.raises(cloudfree.errors.RunFailedError, match="boom"):
-        cloudfree.mosaic(**options(archive, out, method="tests.test_resume:Failing", threads=1))
+        cloudfree.mosaic(
+            **mosaic_options(archive, out, method="tests.test_resume:Failing", threads=1)
+        )
     failures = Manifest(str(out)).failures()
     assert failures and all("boom" in r["reason"] for r in failures.values())
     assert not any("secret" in r["reason"] for r in failures.values())

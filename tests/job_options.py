@@ -1,0 +1,29 @@
+"""The keyword arguments of a small mosaic of the session's synthetic archive, shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WINTER = ("2021-11-01", "2022-04-30")
+"""The archive's whole date range."""
+
+
+def mosaic_options(
+    archive: Any, out: Path | str, *, dates: tuple[str, str] = WINTER, **extra: Any
+) -> dict[str, Any]:
+    """Red and NIR at 20 m on the Irish grid in 64 px tiles, without a quick-look."""
+    start, end = dates
+    return dict(
+        stac=str(archive.catalog),
+        bbox=archive.bbox,
+        start_date=start,
+        end_date=end,
+        bands=["red", "nir"],
+        crs="EPSG:2157",
+        resolution=20.0,
+        chunk_size=64,
+        out=str(out),
+        quicklook=False,
+        **extra,
+    )
