@@ -14,6 +14,7 @@ import logging
 from contextlib import ExitStack
 from typing import Any
 
+from cloudfree.access import redact_href, redact_message
 from cloudfree.errors import EngineError, InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ def gateway_client(url: str, workers: int | None, stack: ExitStack) -> Any:
         gateway = stack.enter_context(Gateway(url))
         cluster = stack.enter_context(gateway.new_cluster())
     except Exception as exc:  # the service's own errors: authentication, options, network
-        raise EngineError(f"dask-gateway at {url} could not start a cluster: {exc}") from None
+        raise EngineError(
+            f"dask-gateway at {redact_href(url)} could not start a cluster: "
+            f"{redact_message(str(exc))}"
+        ) from None
     cluster.scale(workers or DEFAULT_WORKERS)
     client = stack.enter_context(cluster.get_client())
     log.info("dask-gateway cluster %s", cluster.name)
@@ -60,5 +64,5 @@ def coiled_client(workers: int | None, stack: ExitStack) -> Any:
     try:
         cluster = stack.enter_context(coiled.Cluster(n_workers=workers or DEFAULT_WORKERS))
     except Exception as exc:  # the service's own errors: account, quota, software environment
-        raise EngineError(f"Coiled could not start a cluster: {exc}") from None
+        raise EngineError(f"Coiled could not start a cluster: {redact_message(str(exc))}") from None
     return stack.enter_context(cluster.get_client())
