@@ -12,9 +12,9 @@ WINTER = ("2021-11-01", "2022-04-30")
 def mosaic_options(
     archive: Any, out: Path | str, *, dates: tuple[str, str] = WINTER, **extra: Any
 ) -> dict[str, Any]:
-    """Red and NIR at 20 m on the Irish grid in 64 px tiles, without a quick-look."""
+    """Red and NIR at 20 m on the Irish grid in 64 px tiles, no quick-look; ``extra`` overrides."""
     start, end = dates
-    return dict(
+    options: dict[str, Any] = dict(
         stac=str(archive.catalog),
         bbox=archive.bbox,
         start_date=start,
@@ -25,5 +25,5 @@ def mosaic_options(
         chunk_size=64,
         out=str(out),
         quicklook=False,
-        **extra,
     )
+    return options | extra

@@ -7,16 +7,18 @@ unit reads and the variables it writes (``pipeline.describe_plan`` fills those i
 :func:`check_memory` refuses a job whose work units would not fit a worker's memory, before the
 store is created; :func:`format_plan` is what ``--dry-run`` prints.
 
-The peak memory of one unit follows what ``composite_unit`` holds at its busiest, for the tile
-padded by the halo (``S`` pixels), ``T`` solar days, ``B`` int16 bands and ``L`` uint8 mask
-layers; the stack is ``T x S x (2 B + L)`` bytes:
+The peak memory of one unit follows what ``composite_unit`` holds at its busiest, for a strip
+of the tile padded by the halo (``S`` pixels), ``T`` solar days, ``B`` int16 bands and ``L`` uint8
+mask layers:
 
-- loading: the stack twice while the days are stacked (list and stacked copy), plus one day
-  being read (two int16 day buffers, float32 read and warp buffers): ``S x (4 B + 16)``;
-- masking: the stack, plus the mask's and the method's boolean arrays over
-  ``(time, y, x)``: ``T x S x (B + 8)``;
-- the larger of the two, plus the composite written (``s x`` bytes of every output variable,
-  ``s`` the tile's pixels) and :data:`UNIT_OVERHEAD_BYTES`.
+- the stack, allocated once: ``T x S x (2 B + L + 4)`` bytes (:func:`stack_bytes`: the values,
+  the mask layers, where each day has data, the mask's verdict, the clear and the rejected
+  observations); a tile whose stack would pass ``ReadSettings.stack_bytes`` is composited in row
+  strips that each fit (:func:`strip_rows`), so ``S`` is a strip's;
+- the method's working arrays, at most ``T x S x B`` bytes, and the days being read (decoded
+  and warp buffers): ``S x (4 B + 16)``;
+- the composite written (``s x`` bytes of every output variable, ``s`` the tile's pixels) and
+  :data:`UNIT_OVERHEAD_BYTES`.
 
 A worker's peak is a process base (interpreter, numba, GDAL, zarr; :data:`PROCESS_BASE_BYTES`,
 measured) plus GDAL's block and VSI caches at their configured maxima, plus one unit per thread.
@@ -139,14 +141,52 @@ def read_bytes(
     return int(total)
 
 
+#: Strip heights are multiples of this many rows (a 512 px COG block is four of them).
+STRIP_ROWS_MULTIPLE = 128
+
+
+def stack_bytes(pixels: int, days: int, bands: int, layers: int) -> int:
+    """Bytes of a stack of ``days`` x ``pixels`` with its presence, verdict and clear arrays."""
+    return days * pixels * (2 * bands + layers + 4)
+
+
+def strip_rows(
+    tile_yx: tuple[int, int], halo: int, days: int, bands: int, layers: int, limit: int
+) -> int:
+    """Rows of a tile composited at once, so that the stack of each strip fits ``limit`` bytes.
+
+    The whole tile when it fits; else the fewest equal strips that fit, their height rounded up
+    to :data:`STRIP_ROWS_MULTIPLE` rows (and never below it). Each strip is read with its own
+    halo, so a strip costs ``2 x halo`` rows more than its share.
+    """
+    ny, nx = tile_yx
+    width = nx + 2 * halo
+
+    def fits(rows: int) -> bool:
+        return stack_bytes((rows + 2 * halo) * width, days, bands, layers) <= limit
+
+    if fits(ny):
+        return ny
+    step = STRIP_ROWS_MULTIPLE
+    strips = 2
+    while True:
+        rows = -(-ny // strips)
+        rows = max(step, -(-rows // step) * step)
+        if rows <= step or fits(rows):
+            return min(rows, ny)
+        strips += 1
+
+
 def unit_peak_bytes(
     padded_pixels: int, tile_pixels: int, days: int, bands: int, layers: int, out_bytes: int
 ) -> int:
-    """Estimated peak memory of one unit (see the module docstring for each term)."""
-    stack = days * padded_pixels * (2 * bands + layers)
-    loading = 2 * stack + padded_pixels * (4 * bands + 16)
-    masking = stack + days * padded_pixels * (bands + 8)
-    return UNIT_OVERHEAD_BYTES + max(loading, masking) + tile_pixels * out_bytes
+    """Estimated peak memory of one unit (see the module docstring for each term).
+
+    ``padded_pixels``: the pixels of the largest strip the unit loads at once, halo included.
+    """
+    stack = stack_bytes(padded_pixels, days, bands, layers)
+    working = days * padded_pixels * bands + padded_pixels * (4 * bands + 16)
+    return UNIT_OVERHEAD_BYTES + stack + working + tile_pixels * out_bytes
 
 
 def estimate_plan(
@@ -158,9 +198,13 @@ def estimate_plan(
     gdal_options: Mapping[str, str | int],
     threads_per_worker: int,
     memory_limit: int | None,
+    stack_limit: int,
     units: Sequence[WorkUnit] | None = None,
 ) -> PlanSummary:
-    """Size and cost of running ``units`` (default: every unit of ``job``)."""
+    """Size and cost of running ``units`` (default: every unit of ``job``).
+
+    ``stack_limit``: the largest stack a unit holds at once (``ReadSettings.stack_bytes``).
+    """
     todo = job.units if units is None else units
     pixel_m = pixel_size_metres(job.geobox)
     out_bytes = sum(np.dtype(dtype).itemsize for _, dtype in variables)
@@ -169,7 +213,8 @@ def estimate_plan(
     for unit in todo:
         ny, nx = unit.geobox.shape.yx
         days = len({scene.solar_day for scene in unit.scenes})
-        padded = (ny + 2 * job.halo) * (nx + 2 * job.halo)
+        rows = strip_rows((ny, nx), job.halo, days, len(bands), len(mask_layers), stack_limit)
+        padded = (rows + 2 * job.halo) * (nx + 2 * job.halo)
         to_read += read_bytes(unit.geobox, unit.scenes, [*bands, *mask_layers], job.halo, pixel_m)
         to_write += ny * nx * out_bytes
         cost = unit_peak_bytes(padded, ny * nx, days, len(bands), len(mask_layers), out_bytes)
@@ -219,8 +264,8 @@ def check_memory(summary: PlanSummary) -> None:
         f"{format_bytes(summary.unit_peak_bytes)} for the largest, {summary.largest_unit}, plus "
         f"{format_bytes(summary.process_base_bytes)} for the process and GDAL's caches), more "
         f"than its memory limit of {format_bytes(summary.memory_limit)}. Lower --chunk-size "
-        f"(now {summary.tile[1]} px), {advice}or raise --memory-limit. Nothing was read or "
-        "written."
+        f"(now {summary.tile[1]} px) or CLOUDFREE_STACK_MEMORY (the largest stack a unit "
+        f"holds at once), {advice}or raise --memory-limit. Nothing was read or written."
     )
 
 
@@ -293,4 +338,6 @@ __all__ = [
     "estimate_plan",
     "format_plan",
     "parse_memory",
+    "stack_bytes",
+    "strip_rows",
 ]

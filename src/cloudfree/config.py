@@ -60,13 +60,18 @@ class ReadSettings:
     round trip (milliseconds on a LAN, tens of them from S3), so a tile's hundred or so windows
     read one after the other spend much of their time waiting; the memory a tile needs is the
     same (the stack is allocated once)."""
+    stack_bytes: int = 192 * 2**20
+    """Largest stack one unit holds at once. A tile whose days, bands and mask arrays need more
+    is composited in row strips that each fit (:func:`cloudfree.budget.strip_rows`): the memory
+    of a unit stays bounded however many days a period has."""
 
 
 def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     """Build read settings from the environment.
 
     ``CLOUDFREE_READ_RETRIES`` overrides the retry count, ``CLOUDFREE_READ_CONCURRENCY`` the
-    days of a tile read at once; any ``CLOUDFREE_GDAL_<OPTION>`` variable sets GDAL option
+    days of a tile read at once, ``CLOUDFREE_STACK_MEMORY`` the largest stack a unit holds
+    (``192MiB``, ``1GB``, bytes); any ``CLOUDFREE_GDAL_<OPTION>`` variable sets GDAL option
     ``<OPTION>`` (e.g. ``CLOUDFREE_GDAL_GDAL_HTTP_TIMEOUT=30``).
     """
     env = os.environ if environ is None else environ
@@ -78,9 +83,28 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ReadSettings:
     options["GDAL_CACHEMAX"] = cache_bytes(options["GDAL_CACHEMAX"])
     retries = int(env.get("CLOUDFREE_READ_RETRIES", "3"))
     concurrency = int(env.get("CLOUDFREE_READ_CONCURRENCY", str(ReadSettings.concurrency)))
+    stack = env.get("CLOUDFREE_STACK_MEMORY")
     return ReadSettings(
-        retries=max(retries, 1), gdal_options=options, concurrency=max(concurrency, 1)
+        retries=max(retries, 1),
+        gdal_options=options,
+        concurrency=max(concurrency, 1),
+        stack_bytes=_stack_bytes(stack) if stack else ReadSettings.stack_bytes,
     )
+
+
+def _stack_bytes(text: str) -> int:
+    from dask.utils import parse_bytes
+
+    try:
+        value = int(parse_bytes(text))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidInputError(
+            f"CLOUDFREE_STACK_MEMORY {text!r} is not a size; give bytes or a size such as "
+            "192MiB or 1GB."
+        )
+    return value
 
 
 def cache_bytes(value: str | int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +31,7 @@ from cloudfree.budget import (
     check_memory,
     estimate_plan,
     parse_memory,
+    strip_rows,
     worker_budget,
 )
 from cloudfree.catalog.stac_output import (
@@ -171,6 +173,14 @@ class MosaicRequest:
     def band_names(self) -> tuple[str, ...]:
         """Output variable names, as requested."""
         return tuple(name for name, _ in self.bands)
+
+    @property
+    def stack_limit(self) -> int:
+        """The largest stack a unit holds at once (a larger tile is composited in row strips).
+
+        No limit with ``min_clear_fraction``: a day's clear share is the whole tile's.
+        """
+        return sys.maxsize if self.min_clear_fraction > 0 else self.settings.stack_bytes
 
     def lineage(self) -> str:
         """How the composite was made, in one line."""
@@ -594,10 +604,44 @@ def prepare_outputs(request: MosaicRequest, job: Plan) -> MosaicStore:
 
 
 def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composite:
-    """Stage 4: load (with the mask's and the method's context), mask, and reduce one work unit."""
+    """Stage 4: load (with the mask's and the method's context), mask, and reduce one work unit.
+
+    A tile whose stack would be larger than ``request.stack_limit`` is composited in row strips
+    (:func:`~cloudfree.budget.strip_rows`), each loaded with its own context, and the strips'
+    results are stacked: the same values as one pass, in a fraction of the memory.
+    """
+    ny, nx = unit.geobox.shape.yx
+    rows = strip_rows(
+        (ny, nx),
+        job.halo,
+        len({scene.solar_day for scene in unit.scenes}),
+        len(request.load.bands),
+        len(request.load.mask_layers),
+        request.stack_limit,
+    )
+    if rows >= ny:
+        return _composite_window(request, job, unit.geobox, unit)
+    parts = [
+        _composite_window(request, job, unit.geobox[y : min(y + rows, ny), :], unit)
+        for y in range(0, ny, rows)
+    ]
+    return Composite(
+        values=np.concatenate([p.values for p in parts], axis=1),
+        observations=np.concatenate([p.observations for p in parts], axis=0),
+        provenance={
+            name: np.concatenate([p.provenance[name] for p in parts], axis=0)
+            for name in parts[0].provenance
+        },
+    )
+
+
+def _composite_window(
+    request: MosaicRequest, job: Plan, window: GeoBox, unit: WorkUnit
+) -> Composite:
+    """Load, mask and reduce ``window`` (the unit's tile or a strip of it)."""
     pixel_size_m = pixel_size_metres(job.geobox)
     margin = context_pixels(request.compositor.context_m(), pixel_size_m)
-    geobox = unit.geobox.pad(margin) if margin else unit.geobox
+    geobox = window.pad(margin) if margin else window
     aoi = request.query.aoi
     inside = None
     if aoi.clip:
@@ -606,8 +650,8 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
         request, geobox, unit.scenes, job.halo - margin, pixel_size_m, inside
     )
     if request.min_clear_fraction > 0:
-        core = (slice(None), slice(margin, margin + unit.geobox.shape.y),
-                slice(margin, margin + unit.geobox.shape.x))  # fmt: skip
+        core = (slice(None), slice(margin, margin + window.shape.y),
+                slice(margin, margin + window.shape.x))  # fmt: skip
         keep = clear_enough(clear[core], stack.has_data[core], request.min_clear_fraction)
         clear &= keep[:, np.newaxis, np.newaxis]
     observations = Observations(
@@ -799,6 +843,7 @@ def describe_plan(
         gdal_options=request.settings.gdal_options,
         threads_per_worker=threads_per_worker or per_worker,
         memory_limit=memory_limit or limit,
+        stack_limit=request.stack_limit,
         units=units,
     )
 
