@@ -77,7 +77,9 @@ def write_period_cog(
         "BIGTIFF": "IF_SAFER",
     }
     factors = overview_factors(gbox.shape.yx, blocksize)
-    tiles = [tuple(plan.tiles.roi[iy, ix]) for iy, ix in np.ndindex(*plan.tiles.shape.yx)]
+    tiles: list[tuple[slice, slice]] = [
+        plan.tiles.roi[iy, ix] for iy, ix in np.ndindex(*plan.tiles.shape.yx)
+    ]
     # the levels come tile by tile when every tile's are exactly the image's (GDAL's otherwise)
     own_levels = (
         precompute_overviews
@@ -98,6 +100,7 @@ def write_period_cog(
                 dst.set_band_description(i, name)
             dst.scales = [encoding.scale] * len(band_names)
             dst.offsets = [encoding.offset] * len(band_names)
+            nodata = int(encoding.nodata or 0)
             for ys, xs in tiles:
                 # all bands of a tile in one write: the file is pixel-interleaved, so a
                 # band at a time would compress each block once per band
@@ -106,8 +109,8 @@ def write_period_cog(
                 )
                 dst.write(block, window=_window(ys, xs))
                 if ovr:
-                    halves = tile_levels(block, int(encoding.nodata), len(ovr))  # type: ignore[arg-type]
-                    for f, level, out in zip(factors, halves, ovr, strict=True):
+                    levels_of_tile = tile_levels(block, nodata, len(ovr))
+                    for f, level, out in zip(factors, levels_of_tile, ovr, strict=True):
                         out.write(level, window=_window(ys, xs, f))
         source = (
             _with_overviews(staging, levels, profile, band_names, encoding) if levels else staging
