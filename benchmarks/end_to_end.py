@@ -25,7 +25,8 @@ One run, same inputs, same outputs:
 
 - also: cloudfree's peak memory on a quarter of the area (the 4x-area check) and its time with
   1 worker pinned to 1 core (the 2-against-1 check: a worker is a core, as on a cluster; unpinned,
-  its reader threads would use every core);
+  its reader threads would use every core), the HTTP server pinned to the same core for that run
+  (in every other run it shares the contender's cores too);
 - the outputs of cloudfree and odc-stac are compared (Zarr stores and COGs): share of identical
   pixels and largest difference per band.
 
@@ -40,6 +41,7 @@ quick check. ``--engine-option KEY=VALUE`` passes extra keyword arguments to ``c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -248,6 +250,12 @@ class ServerMeter:
         fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         return cpu, requests, sent
+
+    def pin(self, cores: Sequence[int]) -> None:
+        """Run the server (every thread: each request's thread inherits it) on ``cores`` only."""
+        for task in Path(f"/proc/{self.server.pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):  # a request's thread that ended
+                os.sched_setaffinity(int(task.name), cores)
 
     def measure(self, run: Run, runner: Any) -> Run:
         """Run ``runner()`` and record the server's share of the work in ``run.server``."""
@@ -654,7 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if kind == "cloudfree":
                 p["engine"] = engine
             run = Run(label, kind, p)
-            meter.measure(run, lambda: run_child(run, workers, args.timeout))
+            # a contender on fewer cores shares them with the server, as every other one does
+            meter.pin(range(params.get("cores") or os.cpu_count() or 1))
+            try:
+                meter.measure(run, lambda: run_child(run, workers, args.timeout))
+            finally:
+                meter.pin(range(os.cpu_count() or 1))
             runs.append(run)
             return run
 
