@@ -177,6 +177,11 @@ def strip_rows(
         strips += 1
 
 
+def unit_strip_rows(unit: WorkUnit, halo: int, bands: int, layers: int, limit: int) -> int:
+    """:func:`strip_rows` of a work unit: the rows of its tile loaded and composited at once."""
+    return strip_rows(unit.geobox.shape.yx, halo, unit.solar_days, bands, layers, limit)
+
+
 def unit_peak_bytes(
     padded_pixels: int, tile_pixels: int, days: int, bands: int, layers: int, out_bytes: int
 ) -> int:
@@ -212,8 +217,8 @@ def estimate_plan(
     peak, largest = 0, ""
     for unit in todo:
         ny, nx = unit.geobox.shape.yx
-        days = len({scene.solar_day for scene in unit.scenes})
-        rows = strip_rows((ny, nx), job.halo, days, len(bands), len(mask_layers), stack_limit)
+        days = unit.solar_days
+        rows = unit_strip_rows(unit, job.halo, len(bands), len(mask_layers), stack_limit)
         padded = (rows + 2 * job.halo) * (nx + 2 * job.halo)
         to_read += read_bytes(unit.geobox, unit.scenes, [*bands, *mask_layers], job.halo, pixel_m)
         to_write += ny * nx * out_bytes
@@ -340,4 +345,5 @@ __all__ = [
     "parse_memory",
     "stack_bytes",
     "strip_rows",
+    "unit_strip_rows",
 ]

@@ -106,6 +106,11 @@ class WorkUnit:
     """The tile's grid (a crop of the output grid)."""
     scenes: tuple[Scene, ...]
 
+    @property
+    def solar_days(self) -> int:
+        """Time layers of the unit's stack: its scenes' distinct solar days."""
+        return len({scene.solar_day for scene in self.scenes})
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -31,7 +31,7 @@ from cloudfree.budget import (
     check_memory,
     estimate_plan,
     parse_memory,
-    strip_rows,
+    unit_strip_rows,
     worker_budget,
 )
 from cloudfree.catalog.stac_output import (
@@ -610,15 +610,9 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
     (:func:`~cloudfree.budget.strip_rows`), each loaded with its own context, and the strips'
     results are stacked: the same values as one pass, in a fraction of the memory.
     """
-    ny, nx = unit.geobox.shape.yx
-    rows = strip_rows(
-        (ny, nx),
-        job.halo,
-        len({scene.solar_day for scene in unit.scenes}),
-        len(request.load.bands),
-        len(request.load.mask_layers),
-        request.stack_limit,
-    )
+    ny = unit.geobox.shape.y
+    layers = len(request.load.mask_layers)
+    rows = unit_strip_rows(unit, job.halo, len(request.load.bands), layers, request.stack_limit)
     if rows >= ny:
         return _composite_window(request, job, unit.geobox, unit)
     parts = [

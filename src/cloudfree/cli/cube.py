@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cloudfree.cli.options import (
-    BAND,
+    bands_option,
     cloud_mask_options,
     grid_options,
     reading_options,
@@ -37,15 +37,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command()
 @source_options
-@click.option(
-    "--bands",
-    "bands",
-    multiple=True,
-    type=BAND,
-    default=("B04", "B03", "B02"),
-    show_default=True,
-    help="Band to store (repeatable): B04 or red, B08 or nir, ...",
-)
+@bands_option("store")
 @grid_options
 @click.option(
     "--time-chunk",

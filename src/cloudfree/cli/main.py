@@ -18,8 +18,8 @@ from cloudfree.access import redact_message
 from cloudfree.bands import BANDS
 from cloudfree.cli.exit_codes import exit_code_for
 from cloudfree.cli.options import (
-    BAND,
     PERIOD,
+    bands_option,
     cloud_mask_options,
     grid_options,
     reading_options,
@@ -106,15 +106,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 @cli.command()
 @source_options
-@click.option(
-    "--bands",
-    "bands",
-    multiple=True,
-    type=BAND,
-    default=("B04", "B03", "B02"),
-    show_default=True,
-    help="Band to composite (repeatable): B04 or red, B08 or nir, ...",
-)
+@bands_option("composite")
 @grid_options
 @cloud_mask_options
 @click.option(

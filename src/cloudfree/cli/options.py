@@ -110,6 +110,20 @@ source_options = _compose(
     ),
 )
 
+
+def bands_option(verb: str) -> Callable[[F], F]:
+    """``--bands``, repeatable, default true colour; ``verb`` says what the command does."""
+    return click.option(
+        "--bands",
+        "bands",
+        multiple=True,
+        type=BAND,
+        default=("B04", "B03", "B02"),
+        show_default=True,
+        help=f"Band to {verb} (repeatable): B04 or red, B08 or nir, ...",
+    )
+
+
 grid_options = _compose(
     click.option(
         "--crs",

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.dtypes import dtype_rev, typename_fwd
 from rasterio.windows import Window
 
 from cloudfree.grid import Plan, geobox_crs
@@ -165,7 +166,7 @@ def _with_overviews(
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(v) for v in profile["transform"].to_gdal()
     )
-    data_type = _GDAL_TYPES[np.dtype(encoding.dtype).name]
+    data_type = typename_fwd[dtype_rev[np.dtype(encoding.dtype).name]]
     for i, name in enumerate(band_names, start=1):
         band = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(i))
         ET.SubElement(band, "Description").text = name
@@ -180,9 +181,6 @@ def _with_overviews(
     vrt = staging.with_suffix(".vrt")
     ET.ElementTree(root).write(vrt)
     return vrt
-
-
-_GDAL_TYPES = {"int16": "Int16", "uint16": "UInt16", "uint8": "Byte", "float32": "Float32"}
 
 
 def _checksum_and_upload(path: Path, url: str | None) -> tuple[str, int]:
