@@ -1,4 +1,4 @@
-"""The keyword arguments of a small mosaic of the session's synthetic archive, shared by tests."""
+"""The keyword arguments of a small mosaic or cube of the session's synthetic archive, for tests."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ WINTER = ("2021-11-01", "2022-04-30")
 """The archive's whole date range."""
 
 
-def mosaic_options(
+def job_options(
     archive: Any, out: Path | str, *, dates: tuple[str, str] = WINTER, **extra: Any
 ) -> dict[str, Any]:
-    """Red and NIR at 20 m on the Irish grid in 64 px tiles, no quick-look; ``extra`` overrides."""
+    """Red and NIR at 20 m on the Irish grid in 64 px tiles (a mosaic's or a cube's).
+
+    ``extra`` overrides or adds.
+    """
     start, end = dates
     options: dict[str, Any] = dict(
         stac=str(archive.catalog),
@@ -24,6 +27,12 @@ def mosaic_options(
         resolution=20.0,
         chunk_size=64,
         out=str(out),
-        quicklook=False,
     )
     return options | extra
+
+
+def mosaic_options(
+    archive: Any, out: Path | str, *, dates: tuple[str, str] = WINTER, **extra: Any
+) -> dict[str, Any]:
+    """:func:`job_options` of a mosaic without a quick-look."""
+    return job_options(archive, out, dates=dates, **({"quicklook": False} | extra))

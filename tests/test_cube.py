@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ import pytest
 import xarray as xr
 import zarr
 from click.testing import CliRunner
+from tests.job_options import WINTER, job_options
+from tests.killed_runs import kill_9_and_resume, start, wait_for_units
 
 import cloudfree
 from cloudfree.cli.main import cli
@@ -25,26 +26,13 @@ from cloudfree.stack import NODATA
 from cloudfree.store.cube_store import read_info
 from cloudfree.store.manifest import Manifest
 
-START, END = "2021-11-01", "2022-04-30"
+START, END = WINTER
 VARIABLES = ("red", "nir", "scl")
 
 
 def options(archive, out, **extra):
-    base = dict(
-        stac=str(archive.catalog),
-        bbox=archive.bbox,
-        start_date=START,
-        end_date=END,
-        bands=["red", "nir"],
-        crs="EPSG:2157",
-        resolution=20.0,
-        chunk_size=64,
-        time_chunk=2,
-        time_shard=4,  # sharded: a unit writes one shard of 2 chunks in time
-        margin_m=400.0,
-        out=str(out),
-    )
-    return base | extra
+    sharded = dict(time_chunk=2, time_shard=4, margin_m=400.0)  # a unit writes a shard of 2 chunks
+    return job_options(archive, out, **sharded) | extra
 
 
 def raw(store, name):
@@ -144,32 +132,15 @@ def test_kill_9_then_resume_is_bit_identical_and_a_second_writer_is_refused(
         "--crs", "EPSG:2157", "--resolution", "20", "--chunk-size", "64", "--time-chunk", "2",
         "--time-shard", "4", "--margin", "400", "--threads", "1", "--out", str(out),
     ]  # fmt: skip
-    run = subprocess.Popen(command, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
-    done = out / "_cloudfree" / "done"
-
-    def wait_for(units: int) -> None:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and run.poll() is None:
-            if done.exists() and len(list(done.iterdir())) >= units:
-                return
-            time.sleep(0.05)
-
-    wait_for(1)
+    run = start(command)
+    wait_for_units(run, out, 1)
     assert run.poll() is None, "the run finished before a second one could start"
     # a second run on the same store, while the first writes it, is refused
     with pytest.raises(StoreLockedError, match=f"process {run.pid}"):
         cube(**options(archive, out, resume=True))
     with pytest.raises(StoreLockedError):
         cube(**options(archive, out, overwrite=True))
-    wait_for(3)
-    assert run.poll() is None, "the run finished before it could be killed"
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    finished = len(list(done.iterdir()))
-    assert 3 <= finished < whole.units
-    assert (out / "_cloudfree" / "lock.json").exists()  # left behind by the killed run
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    kill_9_and_resume(run, command, out, 3, whole.units)
     same_values(out, whole.out)
     assert len(Manifest(str(out)).finished()) == whole.units
 

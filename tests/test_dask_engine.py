@@ -8,11 +8,11 @@ import signal
 import threading
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from tests.cdse import cdse_items
 from tests.job_options import mosaic_options
 from tests.servers.dask import TaskSpecRecorder, recorded
 
@@ -117,30 +117,11 @@ def test_a_worker_killed_mid_run_loses_nothing(archive, tmp_path, whole, dask_cl
     dask_cluster.wait_for_workers()  # the nanny restarted it, for the next tests
 
 
-def _cdse_items(archive, s3_server, tmp_path, bucket):
-    import json
-
-    import pystac
-
-    s3_server.create_bucket(bucket)
-    s3_server.upload_directory(archive.root / "sentinel-2-l2a", bucket, prefix="Sentinel-2")
-    features = []
-    for item in pystac.read_file(str(archive.catalog)).get_items(recursive=True):
-        item.make_asset_hrefs_absolute()
-        for asset in item.assets.values():
-            relative = Path(asset.href).relative_to(archive.root / "sentinel-2-l2a").as_posix()
-            asset.href = f"s3://{bucket}/Sentinel-2/{relative}"
-        features.append(item.to_dict(include_self_link=False, transform_hrefs=False))
-    path = tmp_path / "cdse-items.json"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    return path
-
-
 def test_credentials_reach_workers_by_plugin_never_in_the_task_graph(
     archive, tmp_path, whole, dask_cluster, s3_server, monkeypatch
 ):
     """Workers started without credentials read a private store; no task holds a secret."""
-    items = _cdse_items(archive, s3_server, tmp_path, "eodata")
+    items = cdse_items(archive, s3_server, tmp_path)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CDSE_S3_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
     profile = tmp_path / "credentials"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 from tests.job_options import WINTER, mosaic_options
+from tests.killed_runs import kill_9_and_resume, start
 
 import cloudfree
 import cloudfree.errors
@@ -111,21 +110,7 @@ def test_kill_9_of_the_whole_run_then_resume_is_bit_identical(archive, tmp_path,
         "--crs", "EPSG:2157", "--resolution", "20", "--chunk-size", "64", "--threads", "1",
         "--no-quicklook", "--out", str(out),
     ]  # fmt: skip
-    run = subprocess.Popen(command, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
-    done = out / "_cloudfree" / "done"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and run.poll() is None:
-        if done.exists() and len(list(done.iterdir())) >= 3:
-            break
-        time.sleep(0.05)
-    assert run.poll() is None, "the run finished before it could be killed"
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    finished = len(list(done.iterdir()))
-    assert 3 <= finished < whole.units
-    assert (out / "_cloudfree" / "lock.json").exists()  # left behind by the killed run
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    kill_9_and_resume(start(command), command, out, 3, whole.units)
     same_values(out, whole.out)
 
 

@@ -1,13 +1,11 @@
 """Every source yields the same scenes and the same pixels: EOPF Zarr, and the archive's COGs."""
 
-import json
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
-import pystac
 import pytest
 import xarray as xr
+from tests.cdse import cdse_items
 
 import cloudfree
 from cloudfree.errors import RunFailedError
@@ -117,27 +115,11 @@ def test_s3_archive_lists_only_the_prefixes_it_needs(archive, layouts, aws_env):
     assert all("/tiles/29/U/PV/2021/12" in p for p in listed), listed
 
 
-def _cdse_items(archive, s3_server, tmp_path):
-    """The archive's items as Copernicus Data Space would give them: assets on s3://eodata/."""
-    s3_server.create_bucket("eodata")
-    s3_server.upload_directory(archive.root / "sentinel-2-l2a", "eodata", prefix="Sentinel-2")
-    features = []
-    for item in pystac.read_file(str(archive.catalog)).get_items(recursive=True):
-        item.make_asset_hrefs_absolute()
-        for asset in item.assets.values():
-            relative = Path(asset.href).relative_to(archive.root / "sentinel-2-l2a").as_posix()
-            asset.href = f"s3://eodata/Sentinel-2/{relative}"
-        features.append(item.to_dict(include_self_link=False, transform_hrefs=False))
-    path = tmp_path / "cdse-items.json"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    return path
-
-
 @pytest.mark.parametrize("credentials", ["environment", "profile"])
 def test_cdse_assets_read_with_credentials_from_env_or_profile(
     archive, first_dates, s3_server, tmp_path, monkeypatch, credentials
 ):
-    items = _cdse_items(archive, s3_server, tmp_path)
+    items = cdse_items(archive, s3_server, tmp_path)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CDSE_S3_ENDPOINT_URL", s3_server.endpoint_url)
@@ -164,7 +146,7 @@ def test_cdse_assets_read_with_credentials_from_env_or_profile(
 def test_cdse_with_a_missing_profile_says_how_to_fix_it(
     archive, first_dates, s3_server, tmp_path, monkeypatch
 ):
-    items = _cdse_items(archive, s3_server, tmp_path)
+    items = cdse_items(archive, s3_server, tmp_path)
     monkeypatch.delenv("CDSE_S3_ACCESS_KEY", raising=False)
     monkeypatch.setenv("CDSE_S3_ENDPOINT_URL", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
