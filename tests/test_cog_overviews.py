@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -111,3 +114,82 @@ def test_a_cog_with_its_own_levels_is_gdals(tmp_path, monkeypatch, side, tiles_m
         assert mine[key] == gdals[key], key
     for a, b in zip(mine["levels"], gdals["levels"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+class PeriodsStore:
+    """What RunCogs reads of a mosaic store, with a count of the tiles read."""
+
+    def __init__(self, bands):
+        self.bands = bands  # name -> (period, y, x)
+        self.reads = []
+
+    def read_period(self, name, period_index, ys, xs):
+        self.reads.append((name, period_index, ys.start, xs.start))
+        return self.bands[name][period_index, ys, xs]
+
+
+def two_period_plan():
+    geobox = GeoBox((1024, 1024), Affine(10, 0, 600000, 0, -10, 5900000), "EPSG:32629")
+    tiles = GeoboxTiles(geobox, (512, 512))
+    units = [
+        SimpleNamespace(key=f"p{p}-y{y}-x{x}", period_index=p, tile=(y, x))
+        for p in range(2)
+        for y, x in np.ndindex(2, 2)
+    ]
+    return SimpleNamespace(geobox=geobox, tiles=tiles, units=units)
+
+
+def pixels(url):
+    with rasterio.open(url) as src:
+        return src.read()
+
+
+def test_a_period_cog_is_written_when_its_units_are_done_and_equals_one_made_at_once(tmp_path):
+    plan = two_period_plan()
+    store = PeriodsStore(
+        {"B04": reflectance((2, 1024, 1024), 3), "B08": reflectance((2, 1024, 1024), 4)}
+    )
+    urls = [str(tmp_path / "run" / f"{p}.tif") for p in range(2)]
+    before = {"p1-y0-x0"}  # finished by the run this one resumes
+    staged = cog.RunCogs(store, plan, ["B04", "B08"], urls, finished_before=before)
+    try:
+        period0 = [u for u in plan.units if u.period_index == 0]
+        for unit in reversed(period0):
+            staged.unit_finished(unit)
+        deadline = time.monotonic() + 60
+        while not Path(urls[0]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # period 0 is written in the background while period 1 still has units to run
+        assert Path(urls[0]).exists()
+        assert not Path(urls[1]).exists()
+        for unit in plan.units:
+            if unit.period_index == 1 and unit.key not in before:
+                staged.unit_finished(unit)
+        written = staged.results()
+    finally:
+        staged.discard()
+    # every tile of every band and period read once: staged once, never re-read
+    assert sorted(store.reads) == sorted(set(store.reads))
+    assert len(store.reads) == 2 * 2 * 4
+    for p, url in enumerate(urls):
+        at_once = str(tmp_path / "at-once" / f"{p}.tif")
+        checksum, size = write_period_cog(store, plan, ["B04", "B08"], p, at_once)
+        assert written[p] == (checksum, size)
+        np.testing.assert_array_equal(pixels(url), pixels(at_once))
+        assert cog_validate(url)[0]
+
+
+def test_discarded_staging_leaves_no_files(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    plan = two_period_plan()
+    store = PeriodsStore({"B04": reflectance((2, 1024, 1024), 5)})
+    urls = [str(tmp_path / f"{p}.tif") for p in range(2)]
+    staged = cog.RunCogs(store, plan, ["B04"], urls)
+    staged.unit_finished(plan.units[0])
+    staged.unit_finished(plan.units[5])
+    staged.discard()
+    assert store.reads  # something was staged
+    assert list(scratch.iterdir()) == []
+    assert not any(Path(url).exists() for url in urls)

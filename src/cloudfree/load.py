@@ -62,10 +62,12 @@ from cloudfree.stack import (
 
 log = logging.getLogger(__name__)
 
-# rasterio's warp of in-memory arrays, run from several threads at once, sometimes reports
-# "Dataset has no geotransform" for a dataset it made itself; results are identical to
-# single-threaded runs (tests/test_mosaic.py::test_thread_count_does_not_change_the_result).
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.warp")
+# rasterio's warp and rasterize of in-memory arrays, run from several threads at once, sometimes
+# report "Dataset has no geotransform" for a dataset they made themselves; results are identical
+# to single-threaded runs (tests/test_mosaic.py::test_thread_count_does_not_change_the_result).
+warnings.filterwarnings(
+    "ignore", category=NotGeoreferencedWarning, module=r"rasterio\.(warp|features)"
+)
 
 RESAMPLING_CHOICES = ("nearest", "bilinear", "cubic", "average")
 #: How scenes of one solar day are ordered for the merge (first with data wins).

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -82,7 +82,7 @@ from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
-from cloudfree.store.cog import write_period_cog
+from cloudfree.store.cog import RunCogs
 from cloudfree.store.manifest import Manifest
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
@@ -720,12 +720,36 @@ def clear_enough(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np
     return np.asarray(clear_pixels >= fraction * np.maximum(data_pixels, 1))
 
 
+def run_cogs(
+    request: MosaicRequest, job: Plan, store: MosaicStore, finished_before: Collection[str]
+) -> RunCogs:
+    """The run's COGs, one per period in ``request.cog_dir``, staged as units finish."""
+    assert request.cog_dir is not None
+    urls = [location.join(request.cog_dir, f"{period.label}.tif") for period in job.periods]
+    return RunCogs(
+        store,
+        job,
+        request.band_names,
+        urls,
+        request.encoding,
+        finished_before=finished_before,
+    )
+
+
 def finish(
-    request: MosaicRequest, job: Plan, store: MosaicStore
+    request: MosaicRequest, job: Plan, store: MosaicStore, staged: RunCogs | None = None
 ) -> tuple[tuple[str, ...], str | None]:
-    """Stage 5: consolidate the store, write COGs, quick-looks and the STAC collection."""
+    """Stage 5: consolidate the store, write COGs, quick-looks and the STAC collection.
+
+    ``staged`` holds the COGs staged while the units ran (every COG is made here otherwise).
+    """
     store.finish()
     cogs: list[str] = []
+    written: list[tuple[str, int]] = []
+    if request.cog_dir:
+        if staged is None:
+            staged = run_cogs(request, job, store, {unit.key for unit in job.units})
+        written = staged.results()
     outputs: list[PeriodOutput] = []
     for index, period in enumerate(job.periods):
         cog_url: str | None = None
@@ -733,9 +757,7 @@ def finish(
         size: int | None = None
         if request.cog_dir:
             cog_url = location.join(request.cog_dir, f"{period.label}.tif")
-            checksum, size = write_period_cog(
-                store, job, request.band_names, index, cog_url, request.encoding
-            )
+            checksum, size = written[index]
             cogs.append(cog_url)
         ql_url = png = None
         if request.quicklook and request.catalog_dir:
@@ -895,6 +917,7 @@ def run(
         store = prepare_outputs(request, job)
         manifest = Manifest(request.out)
         lock = manifest.acquire()
+        staged: RunCogs | None = None
         try:
             finished = set(manifest.finished()) if request.resume else set()
             todo = [u for u in job.units if u.key not in finished]
@@ -906,6 +929,9 @@ def run(
                 )
             if request.limit is not None:
                 todo = todo[: request.limit]
+            remaining = len(job.units) - len(finished) - len(todo)
+            if request.cog_dir and not remaining:  # --limit stops short of the COGs
+                staged = run_cogs(request, job, store, finished)  # made while units run
             try:
                 run_units(
                     todo,
@@ -913,13 +939,13 @@ def run(
                     key=lambda u: u.key,
                     progress=progress,
                     engine=engine,
+                    finished=staged.unit_finished if staged else None,
                 )
             except RunFailedError as exc:
                 # a unit records its own failure, unless its worker died under it
                 if exc.unit_key and exc.unit_key not in manifest.failures():
                     manifest.record_failure(exc.unit_key, redact_message(str(exc)))
                 raise
-            remaining = len(job.units) - len(finished) - len(todo)
             if remaining:
                 log.warning(
                     "--limit: %d work units remain; rerun with --resume to continue", remaining
@@ -927,8 +953,10 @@ def run(
                 cogs: tuple[str, ...] = ()
                 catalog: str | None = None
             else:
-                cogs, catalog = finish(request, job, store)
+                cogs, catalog = finish(request, job, store, staged)
         finally:
+            if staged:
+                staged.discard()
             manifest.release(lock)
     return MosaicResult(
         out=request.out,

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 U = TypeVar("U")
 ProgressCallback = Callable[[int, int], None]
 """Called with (finished units, total units) after each unit."""
+UnitFinished = Callable[[Any], None]
+"""Called in the calling process with each unit that finished, as it finishes (so the caller
+can start on what it wrote while the other units run)."""
 Notify = Callable[[str], None]
 """Receives messages for the user (a cluster's dashboard link)."""
 
@@ -55,6 +58,7 @@ class Engine(Protocol):
         *,
         key: Callable[[U], str],
         progress: ProgressCallback | None = None,
+        finished: UnitFinished | None = None,
     ) -> None:
         """Run ``run_unit`` on every unit; raise :class:`RunFailedError` if one fails."""
         ...
@@ -188,6 +192,7 @@ class ThreadEngine:
         *,
         key: Callable[[U], str],
         progress: ProgressCallback | None = None,
+        finished: UnitFinished | None = None,
     ) -> None:
         """Run ``run_unit`` on every unit with at most ``threads`` in flight."""
         tune_allocator()
@@ -208,8 +213,8 @@ class ThreadEngine:
             for _ in range(self.threads * 2):
                 submit_next()
             while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
+                ended, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in ended:
                     unit = running.pop(future)
                     error = future.exception()
                     if error is not None:
@@ -220,6 +225,8 @@ class ThreadEngine:
                     done += 1
                     if progress:
                         progress(done, total)
+                    if finished:
+                        finished(unit)
                     if failure is None:
                         submit_next()
         if failure is not None:
@@ -298,8 +305,9 @@ def run_units(
     key: Callable[[U], str],
     progress: ProgressCallback | None = None,
     engine: Engine | None = None,
+    finished: UnitFinished | None = None,
 ) -> None:
     """Run ``run_unit`` on every unit on ``engine`` (default: ``threads`` threads here)."""
     if engine is None:
         engine = ThreadEngine(threads or 1)
-    engine.map(units, run_unit, key=key, progress=progress)
+    engine.map(units, run_unit, key=key, progress=progress, finished=finished)

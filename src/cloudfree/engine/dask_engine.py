@@ -35,6 +35,7 @@ from cloudfree.engine import (
     EngineSpec,
     Notify,
     ProgressCallback,
+    UnitFinished,
     local_cluster_threads,
     raise_failure,
 )
@@ -141,6 +142,7 @@ class DaskEngine:
         *,
         key: Callable[[U], str],
         progress: ProgressCallback | None = None,
+        finished: UnitFinished | None = None,
     ) -> None:
         """Run ``run_unit`` on every unit as one task each; raise if one fails."""
         total = len(units)
@@ -183,6 +185,8 @@ class DaskEngine:
                 done += 1
                 if progress:
                     progress(done, total)
+                if finished:
+                    finished(unit)
                 if failure is None:
                     submit_next()
         finally:

@@ -6,7 +6,8 @@ import contextlib
 import hashlib
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from affine import Affine
 from rasterio.dtypes import dtype_rev, typename_fwd
 from rasterio.windows import Window
 
-from cloudfree.grid import Plan, geobox_crs
+from cloudfree.grid import Plan, WorkUnit, geobox_crs
 from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store import location
 from cloudfree.store.overviews import overview_factors, tile_levels, tiles_divide
@@ -38,6 +39,247 @@ COG_WRITE_OPTIONS = {"NUM_THREADS": "ALL_CPUS"}
 COG_COPY_CONFIG = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 256 * 2**20}
 
 
+class PeriodCog:
+    """One period's COG, staged tile by tile (as its tiles are finished), written at the end.
+
+    Each tile is copied from the store into a temporary tiled GeoTIFF (memory bounded by one
+    tile), with its overview levels beside it where they can be made tile by tile
+    (:mod:`cloudfree.store.overviews`; ``precompute_overviews=False`` leaves them to GDAL);
+    :meth:`write` then stages the tiles not yet staged and has GDAL's COG driver write the final
+    layout, computing the levels it was not given. Not thread-safe: one thread stages and writes.
+    """
+
+    def __init__(
+        self,
+        store: MosaicStore,
+        plan: Plan,
+        band_names: Sequence[str],
+        period_index: int,
+        encoding: ValueEncoding = ENCODINGS[Output.REFLECTANCE],
+        *,
+        precompute_overviews: bool = True,
+    ) -> None:
+        self._store = store
+        self._plan = plan
+        self._bands = tuple(band_names)
+        self._period = period_index
+        self._encoding = encoding
+        gbox = plan.geobox
+        # 512 is the usual COG tile; smaller images get 256 so they still carry an overview level.
+        self._blocksize = 512 if max(gbox.shape.yx) >= 1024 else 256
+        self._profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "width": gbox.shape.x,
+            "height": gbox.shape.y,
+            "count": len(band_names),
+            "dtype": encoding.dtype,
+            "nodata": encoding.nodata,
+            "crs": geobox_crs(gbox).to_wkt(),
+            "transform": gbox.affine,
+            "tiled": True,
+            "blockxsize": self._blocksize,
+            "blockysize": self._blocksize,
+            # a scratch file read once by the COG driver: the fastest lossless codec, not the
+            # smallest
+            "compress": "ZSTD",
+            "zstd_level": 1,
+            "num_threads": "ALL_CPUS",
+            "BIGTIFF": "IF_SAFER",
+        }
+        self._factors = overview_factors(gbox.shape.yx, self._blocksize)
+        tiles = [plan.tiles.roi[iy, ix] for iy, ix in np.ndindex(*plan.tiles.shape.yx)]
+        # the levels come tile by tile when every tile's are exactly the image's (GDAL's
+        # otherwise)
+        self._own_levels = (
+            precompute_overviews
+            and bool(self._factors)
+            and encoding.nodata is not None
+            and tiles_divide(gbox.shape.yx, tiles, self._factors[-1])
+        )
+        self._staged: set[tuple[int, int]] = set()
+        self._tmp = tempfile.TemporaryDirectory(prefix="cloudfree-cog-")
+        self._files = contextlib.ExitStack()
+        self._staging = Path(self._tmp.name) / "staging.tif"
+        self._levels = (
+            [Path(self._tmp.name) / f"overview-{f}.tif" for f in self._factors]
+            if self._own_levels
+            else []
+        )
+        try:
+            self._dst = self._files.enter_context(
+                rasterio.open(self._staging, "w", **self._profile)
+            )
+            self._ovr = [
+                self._files.enter_context(
+                    rasterio.open(path, "w", **_level_profile(self._profile, f))
+                )
+                for path, f in zip(self._levels, self._factors, strict=False)
+            ]
+            for i, name in enumerate(self._bands, start=1):
+                self._dst.set_band_description(i, name)
+            self._dst.scales = [encoding.scale] * len(self._bands)
+            self._dst.offsets = [encoding.offset] * len(self._bands)
+        except BaseException:
+            self.discard()
+            raise
+
+    def __enter__(self) -> PeriodCog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def stage(self, tile: tuple[int, int]) -> None:
+        """Copy tile ``(row, column)`` of the plan from the store into the staging files (once).
+
+        The tile must be finished: its region of the store is read as it is now.
+        """
+        if tile in self._staged:
+            return
+        ys, xs = self._plan.tiles.roi[tile]
+        # all bands of a tile in one write: the file is pixel-interleaved, so a band at a time
+        # would compress each block once per band
+        block = np.stack(
+            [self._store.read_period(name, self._period, ys, xs) for name in self._bands]
+        )
+        self._dst.write(block, window=_window(ys, xs))
+        if self._ovr:
+            nodata = int(self._encoding.nodata or 0)
+            levels_of_tile = tile_levels(block, nodata, len(self._ovr))
+            for f, level, out in zip(self._factors, levels_of_tile, self._ovr, strict=True):
+                out.write(level, window=_window(ys, xs, f))
+        self._staged.add(tile)
+
+    def write(self, url: str) -> tuple[str, int]:
+        """Stage the tiles not staged yet and write the COG at ``url`` (local path or URL).
+
+        Returns the file's ``file:checksum`` (sha2-256 multihash) and size in bytes. The staging
+        files are removed afterwards.
+        """
+        try:
+            for tile in np.ndindex(*self._plan.tiles.shape.yx):
+                self.stage((int(tile[0]), int(tile[1])))
+            self._files.close()
+            tmp = Path(self._tmp.name)
+            source = (
+                _with_overviews(
+                    self._staging, self._levels, self._profile, self._bands, self._encoding
+                )
+                if self._levels
+                else self._staging
+            )
+            remote = location.is_remote(url)
+            final = tmp / "final.tif" if remote else location.local_path(url)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.Env(**COG_COPY_CONFIG):
+                rasterio.shutil.copy(
+                    source,
+                    final,
+                    driver="COG",
+                    BLOCKSIZE=str(self._blocksize),
+                    **COG_OPTIONS,
+                    **COG_WRITE_OPTIONS,
+                )
+            return _checksum_and_upload(final, url if remote else None)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Close and remove the staging files (nothing is written)."""
+        self._files.close()
+        self._tmp.cleanup()
+
+
+class RunCogs:
+    """A run's COGs, one per period, made while the run's other units are still running.
+
+    The engine reports each finished unit (:meth:`unit_finished`, from the thread that runs the
+    engine); its tile is staged on one background thread, and a period's COG is written as soon
+    as every unit of the period has finished (in this run or in the one it resumes), so only
+    the last period's final copy is left when the last unit ends. :meth:`results` waits for
+    that thread and writes the COGs still missing; :meth:`discard` drops everything unwritten.
+    Every dataset is opened, written and closed on the one staging thread.
+    """
+
+    def __init__(
+        self,
+        store: MosaicStore,
+        plan: Plan,
+        band_names: Sequence[str],
+        urls: Sequence[str],
+        encoding: ValueEncoding = ENCODINGS[Output.REFLECTANCE],
+        *,
+        finished_before: Collection[str] = (),
+    ) -> None:
+        self._store = store
+        self._plan = plan
+        self._bands = tuple(band_names)
+        self._urls = tuple(urls)
+        self._encoding = encoding
+        self._unfinished: dict[int, set[tuple[int, int]]] = {i: set() for i in range(len(urls))}
+        for unit in plan.units:
+            if unit.key not in finished_before:
+                self._unfinished[unit.period_index].add(unit.tile)
+        self._staging: dict[int, PeriodCog] = {}
+        self._written: dict[int, tuple[str, int]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-cog")
+        self._work: list[Future[None]] = []
+        self._discarded = False
+
+    def unit_finished(self, unit: WorkUnit) -> None:
+        """Stage ``unit``'s tile in the background (its region of the store is complete)."""
+        self._work.append(self._pool.submit(self._stage, unit.period_index, unit.tile))
+
+    def _period(self, index: int) -> PeriodCog:
+        cog = self._staging.get(index)
+        if cog is None:
+            cog = self._staging[index] = PeriodCog(
+                self._store, self._plan, self._bands, index, self._encoding
+            )
+        return cog
+
+    def _stage(self, index: int, tile: tuple[int, int]) -> None:
+        self._period(index).stage(tile)
+        unfinished = self._unfinished[index]
+        unfinished.discard(tile)
+        if not unfinished:
+            self._written[index] = self._staging.pop(index).write(self._urls[index])
+
+    def results(self) -> list[tuple[str, int]]:
+        """Every period's ``(file:checksum, size)``, once all are written.
+
+        Runs on the staging thread after everything staged so far (rasterio datasets stay on
+        the thread that opened them).
+        """
+        return self._pool.submit(self._write_all).result()
+
+    def _write_all(self) -> list[tuple[str, int]]:
+        for work in self._work:
+            error = work.exception()  # done: submitted before this task on the same thread
+            if error is not None:
+                raise error
+        for index, url in enumerate(self._urls):
+            if index not in self._written:
+                self._written[index] = self._period(index).write(url)
+                del self._staging[index]
+        return [self._written[i] for i in range(len(self._urls))]
+
+    def discard(self) -> None:
+        """Stop staging and remove what was staged (COGs already written stay)."""
+        if self._discarded:
+            return
+        self._discarded = True
+        for work in self._work:
+            work.cancel()
+        self._pool.submit(self._drop_staging).result()
+        self._pool.shutdown(wait=True)
+
+    def _drop_staging(self) -> None:
+        for cog in self._staging.values():
+            cog.discard()
+        self._staging.clear()
+
+
 def write_period_cog(
     store: MosaicStore,
     plan: Plan,
@@ -50,85 +292,18 @@ def write_period_cog(
 ) -> tuple[str, int]:
     """Copy one period of the store into a COG at ``url`` (local path or object-store URL).
 
-    The image is assembled tile by tile in a temporary tiled GeoTIFF (memory bounded by one tile),
-    with its overview levels beside it where they can be made tile by tile
-    (:mod:`cloudfree.store.overviews`; ``precompute_overviews=False`` leaves them to GDAL); then
-    GDAL's COG driver writes the final layout, computing the levels it was not given. Returns
-    the file's ``file:checksum`` (sha2-256 multihash) and size in bytes.
+    Every tile at once (:class:`PeriodCog`). Returns the file's ``file:checksum`` (sha2-256
+    multihash) and size in bytes.
     """
-    gbox = plan.geobox
-    # 512 is the usual COG tile; smaller images get 256 so they still carry an overview level.
-    blocksize = 512 if max(gbox.shape.yx) >= 1024 else 256
-    profile = {
-        "driver": "GTiff",
-        "width": gbox.shape.x,
-        "height": gbox.shape.y,
-        "count": len(band_names),
-        "dtype": encoding.dtype,
-        "nodata": encoding.nodata,
-        "crs": geobox_crs(gbox).to_wkt(),
-        "transform": gbox.affine,
-        "tiled": True,
-        "blockxsize": blocksize,
-        "blockysize": blocksize,
-        # a scratch file read once by the COG driver: the fastest lossless codec, not the smallest
-        "compress": "ZSTD",
-        "zstd_level": 1,
-        "num_threads": "ALL_CPUS",
-        "BIGTIFF": "IF_SAFER",
-    }
-    factors = overview_factors(gbox.shape.yx, blocksize)
-    tiles: list[tuple[slice, slice]] = [
-        plan.tiles.roi[iy, ix] for iy, ix in np.ndindex(*plan.tiles.shape.yx)
-    ]
-    # the levels come tile by tile when every tile's are exactly the image's (GDAL's otherwise)
-    own_levels = (
-        precompute_overviews
-        and bool(factors)
-        and encoding.nodata is not None
-        and tiles_divide(gbox.shape.yx, tiles, factors[-1])
+    cog = PeriodCog(
+        store,
+        plan,
+        band_names,
+        period_index,
+        encoding,
+        precompute_overviews=precompute_overviews,
     )
-    with tempfile.TemporaryDirectory(prefix="cloudfree-cog-") as tmp:
-        staging = Path(tmp) / "staging.tif"
-        levels = [Path(tmp) / f"overview-{f}.tif" for f in factors] if own_levels else []
-        with contextlib.ExitStack() as files:
-            dst = files.enter_context(rasterio.open(staging, "w", **profile))
-            ovr = [
-                files.enter_context(rasterio.open(path, "w", **_level_profile(profile, f)))
-                for path, f in zip(levels, factors, strict=False)
-            ]
-            for i, name in enumerate(band_names, start=1):
-                dst.set_band_description(i, name)
-            dst.scales = [encoding.scale] * len(band_names)
-            dst.offsets = [encoding.offset] * len(band_names)
-            nodata = int(encoding.nodata or 0)
-            for ys, xs in tiles:
-                # all bands of a tile in one write: the file is pixel-interleaved, so a
-                # band at a time would compress each block once per band
-                block = np.stack(
-                    [store.read_period(name, period_index, ys, xs) for name in band_names]
-                )
-                dst.write(block, window=_window(ys, xs))
-                if ovr:
-                    levels_of_tile = tile_levels(block, nodata, len(ovr))
-                    for f, level, out in zip(factors, levels_of_tile, ovr, strict=True):
-                        out.write(level, window=_window(ys, xs, f))
-        source = (
-            _with_overviews(staging, levels, profile, band_names, encoding) if levels else staging
-        )
-        remote = location.is_remote(url)
-        final = Path(tmp) / "final.tif" if remote else location.local_path(url)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.Env(**COG_COPY_CONFIG):
-            rasterio.shutil.copy(
-                source,
-                final,
-                driver="COG",
-                BLOCKSIZE=str(blocksize),
-                **COG_OPTIONS,
-                **COG_WRITE_OPTIONS,
-            )
-        return _checksum_and_upload(final, url if remote else None)
+    return cog.write(url)
 
 
 def _window(ys: slice, xs: slice, factor: int = 1) -> Window:

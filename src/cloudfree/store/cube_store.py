@@ -34,6 +34,7 @@ from cloudfree.errors import InvalidInputError
 from cloudfree.grid import geobox_crs
 from cloudfree.stack import REFLECTANCE_SCALE, layer_dtype, missing_value
 from cloudfree.store.geozarr import geozarr_attributes
+from cloudfree.store.zarr_store import COMPRESSORS
 
 CUBE_ATTRIBUTE = "cloudfree:cube"
 
@@ -183,6 +184,7 @@ def create_cube(url: str, info: CubeInfo, *, attrs: Mapping[str, Any]) -> None:
             "dtype": storage_dtype(band),
             "fill_value": fill,
             "chunks": chunks,
+            "compressors": COMPRESSORS,
         }
         if info.time_shard != info.time_chunk:
             encoding["shards"] = unit

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from odc.geo.xr import xr_coords
+from zarr.codecs import BloscCodec, BloscShuffle
 
 from cloudfree.composite.base import NO_DATE, PROVENANCE_LAYERS
 from cloudfree.composite.observations import Composite
@@ -25,6 +26,13 @@ from cloudfree.stack import ENCODINGS, Output, ValueEncoding
 from cloudfree.store.geozarr import geozarr_attributes
 
 OBSERVATIONS = "observations"
+
+COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),)
+"""Every data array's codec (the mosaic's and the cube's). Bit-shuffled int16 reflectance
+compresses both smaller and faster than zarr's default (plain zstd, level 3): on composites
+measured 1.74x against 1.54x at about 3x the speed (415 against 148 MB/s on one core), what the
+writes of a 4096 x 4096 x 4-band mosaic spent a second of CPU on. EOPF stores its Sentinel-2
+bands with the same codec."""
 
 #: How each provenance layer is stored: dtype, fill value and extra attributes.
 PROVENANCE_STORAGE: dict[str, tuple[str, object, dict[str, str]]] = {
@@ -75,6 +83,7 @@ def create_store(
             "_FillValue": encoding.nodata,
             "fill_value": encoding.fill,
             "chunks": chunks,
+            "compressors": COMPRESSORS,
         }
         if scaled:
             var.encoding |= {"scale_factor": encoding.scale, "add_offset": encoding.offset}
@@ -88,7 +97,13 @@ def create_store(
             "units": "1",
         },
     )
-    obs.encoding = {"dtype": "uint16", "_FillValue": None, "fill_value": 0, "chunks": chunks}
+    obs.encoding = {
+        "dtype": "uint16",
+        "_FillValue": None,
+        "fill_value": 0,
+        "chunks": chunks,
+        "compressors": COMPRESSORS,
+    }
     variables[OBSERVATIONS] = obs
     for layer in provenance:
         dtype, fill, extra = PROVENANCE_STORAGE[layer]
@@ -98,7 +113,13 @@ def create_store(
             # CF units on the stored integers: xarray decodes ``date`` to datetime64 (NaT fill).
             attrs={"grid_mapping": "spatial_ref", "long_name": PROVENANCE_LAYERS[layer], **extra},
         )
-        prov.encoding = {"dtype": dtype, "_FillValue": fill, "fill_value": fill, "chunks": chunks}
+        prov.encoding = {
+            "dtype": dtype,
+            "_FillValue": fill,
+            "fill_value": fill,
+            "chunks": chunks,
+            "compressors": COMPRESSORS,
+        }
         variables[layer] = prov
     ds = xr.Dataset(variables, coords={"time": times, **coords})
     ds["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
