@@ -12,7 +12,14 @@ from odc.geo.overlap import compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 
 from cloudfree.load import to_reflectance
-from cloudfree.readers.encode import lookup_into, reflectance_into, reflectance_table
+from cloudfree.readers.encode import (
+    lookup_into,
+    reflectance_into,
+    reflectance_table,
+    shifted_into,
+    upsample_into,
+    whole_shift,
+)
 from cloudfree.readers.warp import warp_window
 from cloudfree.readers.window import Pasted, place_window, place_window_raw, tight_window
 from cloudfree.scene import BandAsset
@@ -168,4 +175,50 @@ def test_the_lookup_table_gives_what_the_conversion_gives(scale, offset, nodata,
     table = reflectance_table(block.dtype.str, nodata, factor, shift, VALUE_MIN, VALUE_MAX)
     got = np.empty((40, 90), dtype=np.int16)[5:35, 10:80]  # a view, as the stack's windows are
     lookup_into(block, table, got)
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    offset=st.sampled_from([0.0, -0.1, 0.05, -3.3, 3.3]),
+    nodata=st.sampled_from([0.0, 255.0, 65535.0, -9999.0]),
+    dtype=st.sampled_from(["uint8", "uint16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_whole_shift_in_integers_gives_what_the_conversion_gives(offset, nodata, dtype, seed):
+    """DN + shift (scale 1e-4: factor 1): every value, nodata and clipping as reflectance_into."""
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    block = rng.integers(0, top + 1, (30, 70)).astype(dtype)
+    block[0, :3] = (0, top, min(int(abs(nodata)), top))
+    factor = np.float32(1e-4 / 1e-4)
+    shift = np.float32(offset / 1e-4)
+    whole = whole_shift(factor, shift)
+    assert whole is not None
+    expected = np.empty(block.shape, dtype=np.int16)
+    reflectance_into(block, nodata, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), expected)
+    got = np.empty((40, 90), dtype=np.int16)[5:35, 10:80]
+    shifted_into(block, int(nodata), whole, VALUE_MIN, VALUE_MAX, int(NODATA), got)
+    np.testing.assert_array_equal(got, expected)
+    if offset == 3.3:  # 33000 added to large DNs passes the int16 range: clipped, not wrapped
+        assert (got == VALUE_MAX).any()
+
+
+def test_only_a_factor_of_one_and_a_whole_shift_are_integer_arithmetic():
+    assert whole_shift(np.float32(1), np.float32(-1000)) == -1000
+    assert whole_shift(np.float32(2.5), np.float32(0)) is None
+    assert whole_shift(np.float32(1), np.float32(-1000.5)) is None
+
+
+@pytest.mark.parametrize(
+    "factors", [(2, 2, 0, 0), (2, 2, 1, 1), (3, 2, 2, 1), (2, 6, 1, 5), (1, 1, 0, 0)]
+)
+def test_nearest_upsampling_by_whole_factors(factors):
+    fy, fx, oy, ox = factors
+    rng = np.random.default_rng(sum(factors))
+    block = rng.integers(0, 12, (37, 41)).astype(np.uint8)
+    ny, nx = 37 * fy - oy - 3, 41 * fx - ox - 2
+    expected = block[(oy + np.arange(ny)) // fy][:, (ox + np.arange(nx)) // fx]
+    got = np.empty((ny + 4, nx + 6), dtype=np.uint8)[2 : 2 + ny, 3 : 3 + nx]
+    upsample_into(block, fy, fx, oy, ox, got)
     np.testing.assert_array_equal(got, expected)

@@ -43,6 +43,8 @@ from cloudfree.readers.encode import (
     lookup_into,
     reflectance_into,
     reflectance_table,
+    shifted_into,
+    whole_shift,
 )
 from cloudfree.readers.gdal_band import read_window_raw
 from cloudfree.readers.window import Pasted
@@ -289,7 +291,12 @@ def _read_layer(
                 out[...] = NODATA
             factor, shift = _reflectance_factors(asset)
             target = out[dn.rows, dn.cols]
-            if dn.block.dtype in (np.uint8, np.uint16):
+            whole = whole_shift(factor, shift)
+            unsigned = dn.block.dtype in (np.uint8, np.uint16)
+            if unsigned and whole is not None and float(dn.src_nodata).is_integer():
+                low, high, nodata = VALUE_MIN, VALUE_MAX, int(NODATA)
+                shifted_into(dn.block, int(dn.src_nodata), whole, low, high, nodata, target)
+            elif unsigned:
                 table = reflectance_table(
                     dn.block.dtype.str, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX
                 )
