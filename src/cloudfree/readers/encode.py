@@ -9,9 +9,20 @@ the stack: no float32 copy of the tile, no NaN pass, no temporary int16 tile.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numba
 import numpy as np
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clipped(value: float | np.integer[Any], low: int, high: int) -> np.int16:
+    """``value`` (whole) clipped to ``[low, high]``, as int16."""
+    if value < low:
+        return np.int16(low)
+    if value > high:
+        return np.int16(high)
+    return np.int16(value)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -38,14 +49,7 @@ def reflectance_into(
                 out[y, x] = nodata
                 continue
             value = np.rint(np.float32(raw) * factor + shift)
-            if np.isnan(value):
-                out[y, x] = nodata
-            elif value < low:
-                out[y, x] = low
-            elif value > high:
-                out[y, x] = high
-            else:
-                out[y, x] = np.int16(value)
+            out[y, x] = nodata if np.isnan(value) else _clipped(value, low, high)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -62,7 +66,7 @@ def shifted_into(
 
     Exactly the same values: an integer DN plus a whole float32 shift is exact in float32 (both
     well under 2**24), so ``rint`` changes nothing. Sentinel-2 since processing baseline 04.00
-    (DN scale 1e-4, offset -0.1: ``DN - 1000``) takes this path, at 2.3 times the speed of the
+    (DN scale 1e-4, offset -0.1: ``DN - 1000``) takes this path, at 1.6 times the speed of the
     lookup table.
     """
     ny, nx = block.shape
@@ -72,13 +76,7 @@ def shifted_into(
             if raw == src_nodata:
                 out[y, x] = nodata
                 continue
-            value = np.int32(raw) + shift
-            if value < low:
-                out[y, x] = low
-            elif value > high:
-                out[y, x] = high
-            else:
-                out[y, x] = value
+            out[y, x] = _clipped(np.int32(raw) + shift, low, high)
 
 
 def whole_shift(factor: np.float32, shift: np.float32) -> int | None:
