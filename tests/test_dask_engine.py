@@ -11,7 +11,9 @@ from functools import partial
 
 import numpy as np
 import pytest
+import rasterio
 import xarray as xr
+from rio_cogeo.cogeo import cog_validate
 from tests.cdse import cdse_items
 from tests.job_options import mosaic_options
 from tests.servers.dask import TaskSpecRecorder, recorded
@@ -58,6 +60,21 @@ def test_local_cluster_is_bit_identical_to_threads_and_reports_progress(archive,
     assert {k: r["sha256"] for k, r in done.items()} == {
         k: r["sha256"] for k, r in Manifest(whole.out).finished().items()
     }
+
+
+def test_cogs_staged_while_a_cluster_runs_equal_cogs_made_at_the_end(archive, tmp_path):
+    """With Dask, this process stages each period's COG as its units finish."""
+    monthly = partial(options, archive, period="month")
+    at_end = cloudfree.mosaic(**monthly(tmp_path / "t.zarr", cog_dir=str(tmp_path / "t")))
+    staged = cloudfree.mosaic(
+        **monthly(tmp_path / "d.zarr", cog_dir=str(tmp_path / "d"), workers=2)
+    )
+    assert len(staged.cogs) == len(at_end.cogs) == len(at_end.periods) == 2
+    for mine, reference in zip(staged.cogs, at_end.cogs, strict=True):
+        assert cog_validate(mine)[0]
+        with rasterio.open(mine) as a, rasterio.open(reference) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.profile == b.profile
 
 
 def test_a_failing_unit_fails_the_run_and_is_recorded(archive, tmp_path, dask_cluster):

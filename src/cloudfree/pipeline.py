@@ -55,6 +55,7 @@ from cloudfree.engine import (
     Notify,
     ProgressCallback,
     ShippedUnitTask,
+    ThreadEngine,
     engine_spec,
     open_engine,
     run_units,
@@ -930,8 +931,13 @@ def run(
             if request.limit is not None:
                 todo = todo[: request.limit]
             remaining = len(job.units) - len(finished) - len(todo)
-            if request.cog_dir and not remaining:  # --limit stops short of the COGs
-                staged = run_cogs(request, job, store, finished)  # made while units run
+            # Where units run in other processes (Dask), this process stages the COGs as they
+            # finish: its cores are idle until the last unit otherwise. Threads here share its
+            # cores and memory: overlapping measured no faster there, and 60 MB more at peak.
+            # --limit runs that stop short write no COG.
+            elsewhere = not isinstance(engine, ThreadEngine)
+            if request.cog_dir and not remaining and elsewhere:
+                staged = run_cogs(request, job, store, finished)
             try:
                 run_units(
                     todo,
