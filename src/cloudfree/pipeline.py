@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -55,7 +55,6 @@ from cloudfree.engine import (
     Notify,
     ProgressCallback,
     ShippedUnitTask,
-    ThreadEngine,
     engine_spec,
     open_engine,
     run_units,
@@ -83,7 +82,7 @@ from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
-from cloudfree.store.cog import RunCogs
+from cloudfree.store.cog import RunCogs, write_period_cog
 from cloudfree.store.manifest import Manifest
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
@@ -721,20 +720,10 @@ def clear_enough(clear: np.ndarray, has_data: np.ndarray, fraction: float) -> np
     return np.asarray(clear_pixels >= fraction * np.maximum(data_pixels, 1))
 
 
-def run_cogs(
-    request: MosaicRequest, job: Plan, store: MosaicStore, finished_before: Collection[str]
-) -> RunCogs:
-    """The run's COGs, one per period in ``request.cog_dir``, staged as units finish."""
+def cog_urls(request: MosaicRequest, job: Plan) -> list[str]:
+    """Where each period's COG goes: ``<cog dir>/<period start>.tif``."""
     assert request.cog_dir is not None
-    urls = [location.join(request.cog_dir, f"{period.label}.tif") for period in job.periods]
-    return RunCogs(
-        store,
-        job,
-        request.band_names,
-        urls,
-        request.encoding,
-        finished_before=finished_before,
-    )
+    return [location.join(request.cog_dir, f"{period.label}.tif") for period in job.periods]
 
 
 def finish(
@@ -745,21 +734,23 @@ def finish(
     ``staged`` holds the COGs staged while the units ran (every COG is made here otherwise).
     """
     store.finish()
-    cogs: list[str] = []
+    cogs: list[str] = cog_urls(request, job) if request.cog_dir else []
     written: list[tuple[str, int]] = []
-    if request.cog_dir:
-        if staged is None:
-            staged = run_cogs(request, job, store, {unit.key for unit in job.units})
+    if staged is not None:
         written = staged.results()
+    elif cogs:
+        written = [
+            write_period_cog(store, job, request.band_names, index, url, request.encoding)
+            for index, url in enumerate(cogs)
+        ]
     outputs: list[PeriodOutput] = []
     for index, period in enumerate(job.periods):
         cog_url: str | None = None
         checksum: str | None = None
         size: int | None = None
-        if request.cog_dir:
-            cog_url = location.join(request.cog_dir, f"{period.label}.tif")
+        if cogs:
+            cog_url = cogs[index]
             checksum, size = written[index]
-            cogs.append(cog_url)
         ql_url = png = None
         if request.quicklook and request.catalog_dir:
             png = quicklook_png(
@@ -935,9 +926,15 @@ def run(
             # finish: its cores are idle until the last unit otherwise. Threads here share its
             # cores and memory: overlapping measured no faster there, and 60 MB more at peak.
             # --limit runs that stop short write no COG.
-            elsewhere = not isinstance(engine, ThreadEngine)
-            if request.cog_dir and not remaining and elsewhere:
-                staged = run_cogs(request, job, store, finished)
+            if request.cog_dir and not remaining and not engine.in_process:
+                staged = RunCogs(
+                    store,
+                    job,
+                    request.band_names,
+                    cog_urls(request, job),
+                    request.encoding,
+                    finished_before=finished,
+                )
             try:
                 run_units(
                     todo,

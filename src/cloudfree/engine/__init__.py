@@ -51,6 +51,11 @@ class Engine(Protocol):
         """Memory limit of one worker process in bytes, where the engine has one."""
         ...
 
+    @property
+    def in_process(self) -> bool:
+        """Whether units run in this process (sharing its cores and memory)."""
+        ...
+
     def map(
         self,
         units: Sequence[U],
@@ -184,6 +189,11 @@ class ThreadEngine:
     def memory_limit(self) -> int | None:
         """No limit of its own (the machine's memory is the limit)."""
         return None
+
+    @property
+    def in_process(self) -> bool:
+        """Units run on this process's threads."""
+        return True
 
     def map(
         self,

@@ -135,6 +135,11 @@ class DaskEngine:
         limits = [limit for limit in limits if limit > 0]
         return min(limits) if limits else None
 
+    @property
+    def in_process(self) -> bool:
+        """Units run in the cluster's worker processes."""
+        return False
+
     def map(
         self,
         units: Sequence[U],
