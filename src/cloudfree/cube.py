@@ -442,7 +442,7 @@ def load_block(request: CubeRequest, job: CubePlan, unit: CubeUnit) -> dict[str,
     stack = load_stack(unit.geobox.pad(halo), unit.scenes, request.load, request.settings)
     valid = None
     if request.validity:
-        clear = request.mask(stack, job.pixel_size_m)
+        clear = request.mask(stack.for_mask(), job.pixel_size_m)
         stack = stack.crop(halo)
         if halo:
             clear = clear[:, halo:-halo, halo:-halo]

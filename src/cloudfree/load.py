@@ -20,12 +20,12 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -63,6 +63,7 @@ from cloudfree.stack import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # rasterio's warp and rasterize of in-memory arrays, run from several threads at once, sometimes
 # report "Dataset has no geotransform" for a dataset they made themselves; results are identical
@@ -129,46 +130,170 @@ def load_stack(
     down. Where each day has data (``Stack.has_values``) is known from the merge and handed
     over.
     """
-    by_day: dict[date, list[Scene]] = defaultdict(list)
-    for scene in scenes:
-        by_day[scene.solar_day].append(scene)
-    days = sorted(by_day)
-    ny, nx = geobox.shape.yx
-    n = len(days)
-    data = _memory.array("data", (n, len(options.bands), ny, nx), np.int16)
-    stacked = {
-        band.id: _memory.array(band.id, (n, ny, nx), layer_dtype(band))
-        for band in options.mask_layers
-    }
-    present = _memory.array("present", (n, ny, nx), np.bool_)
+    days = _Days(geobox, scenes, options)
     stores = _Stores()
 
     def load_day(k: int) -> bool:
-        slot = _Slot(data[k], {band_id: layer[k] for band_id, layer in stacked.items()}, present[k])
-        ordered = _same_day_order(by_day[days[k]], options.same_day)
         with rasterio.Env(**settings.gdal_options):  # rasterio's environment is per thread
-            return _load_day(geobox, ordered, options, settings, stores, slot)
+            return _load_day(geobox, days.scenes[k], options, settings, stores, days.slot(k))
 
-    if settings.concurrency > 1 and n > 1:
-        loaded = list(read_pool(settings.concurrency).map(load_day, range(n)))
-    else:
-        loaded = [load_day(k) for k in range(n)]
-    kept = [k for k in range(n) if loaded[k]]
-    for i, k in enumerate(kept):
-        if i != k:  # a day without data before this one: move it down
-            data[i] = data[k]
-            present[i] = present[k]
-            for layer in stacked.values():
-                layer[i] = layer[k]
-    count = len(kept)
-    return Stack(
+    return days.stack(_each(settings, load_day, range(days.count)), inside)
+
+
+#: Side in output pixels of the blocks :func:`load_mask_first` reads or skips as a whole (a COG
+#: block of Sentinel-2's 10 m bands where the output is on their grid).
+SKIP_BLOCK = 256
+
+
+def load_mask_first(
+    geobox: GeoBox,
+    scenes: Sequence[Scene],
+    options: LoadOptions,
+    settings: ReadSettings,
+    judge: Callable[[Stack], np.ndarray],
+    halo: int = 0,
+) -> tuple[Stack, np.ndarray]:
+    """:func:`load_stack`, reading each day's bands only where the cloud mask keeps a pixel.
+
+    The mask layers of every day come first; ``judge`` (the cloud mask) gets them as a stack
+    without bands (:meth:`Stack.for_mask`) and returns ``(time, y, x)`` clear observations.
+    Each day's bands are then read only in the blocks (:data:`SKIP_BLOCK` pixels) of the tile
+    without its ``halo`` that hold a clear pixel, grouped into one window per run of block rows
+    that need the same columns; elsewhere they are "no data". A day whose scenes are several
+    (their merge needs every band) is read whole in the first pass. Returns the stack on
+    ``geobox`` and ``judge``'s verdict.
+
+    Wherever an observation is clear and has data, the values are those :func:`load_stack`
+    reads (windows are read exactly as whole tiles are, for nearest and bilinear resampling);
+    unlike :func:`load_stack`, a day is kept when its mask layers touch the tile, even if no
+    pixel of it turns out to have data.
+    """
+    days = _Days(geobox, scenes, options)
+    stores = _Stores()
+    single = [len(day) == 1 for day in days.scenes]
+
+    def first_pass(k: int) -> bool:
+        slot = days.slot(k)
+        with rasterio.Env(**settings.gdal_options):
+            if single[k]:
+                return _read_mask_layers(geobox, days.scenes[k][0], options, settings, stores, slot)
+            return _load_day(geobox, days.scenes[k], options, settings, stores, slot)
+
+    loaded = _each(settings, first_pass, range(days.count))
+    kept = [k for k in range(days.count) if loaded[k]]
+    stack = days.stack(loaded)
+    bandless = Stack(
         geobox=geobox,
-        days=tuple(days[k] for k in kept),
-        bands=tuple(b.id for b in options.bands),
-        data=data[:count],
-        layers=MappingProxyType({k: v[:count] for k, v in stacked.items()}),
-        inside=inside,
-    ).with_has_values(present[:count])
+        days=stack.days,
+        bands=(),
+        data=np.empty((len(kept), 0, *geobox.shape.yx), dtype=np.int16),
+        layers=stack.layers,
+    )
+    clear = judge(bandless.for_mask())
+    layer_present = bandless.has_layers
+
+    def bands_where_clear(i: int) -> None:
+        k = kept[i]
+        if not single[k]:
+            return
+        scene = days.scenes[k][0]
+        values = stack.data[i]
+        values[...] = NODATA
+        with rasterio.Env(**settings.gdal_options):
+            for rows, cols in clear_windows(clear[i], halo, SKIP_BLOCK):
+                window = geobox[rows, cols]
+                for b, band in enumerate(options.bands):
+                    out = values[b, rows, cols]
+                    _read_layer(scene, band, window, options.resampling, settings, stores, out)
+        present = stack.has_values[i]
+        complete_into(values, int(NODATA), present)
+        np.logical_and(present, layer_present[i], out=present)
+        blank_into(values, present, int(NODATA))
+
+    _each(settings, bands_where_clear, range(len(kept)))
+    return stack, clear
+
+
+def clear_windows(clear: np.ndarray, halo: int, block: int) -> list[tuple[slice, slice]]:
+    """Windows of ``(y, x)`` ``clear`` covering every clear pixel of its inside ``halo``.
+
+    The inside is cut into ``block`` x ``block`` blocks; each row of blocks gives the columns
+    from its first to its last block with a clear pixel, and consecutive rows giving the same
+    columns make one window (a COG's blocks of one row lie next to each other in its file).
+    """
+    ny, nx = clear.shape
+    inner = clear[halo : ny - halo, halo : nx - halo]
+    if inner.size == 0:
+        return []
+    iy, ix = inner.shape
+    rows_any = np.logical_or.reduceat(inner, np.arange(0, iy, block), axis=0)
+    blocks = np.logical_or.reduceat(rows_any, np.arange(0, ix, block), axis=1)
+    windows: list[tuple[slice, slice]] = []
+    previous: tuple[int, int] | None = None
+    for r, row in enumerate(blocks):
+        used = np.flatnonzero(row)
+        span = None if used.size == 0 else (int(used[0]), int(used[-1]) + 1)
+        y0, y1 = halo + r * block, halo + min((r + 1) * block, iy)
+        if span is not None and span == previous:
+            last_rows, cols = windows[-1]
+            windows[-1] = (slice(last_rows.start, y1), cols)
+        elif span is not None:
+            x0, x1 = halo + span[0] * block, halo + min(span[1] * block, ix)
+            windows.append((slice(y0, y1), slice(x0, x1)))
+        previous = span
+    return windows
+
+
+class _Days:
+    """A stack being loaded: the scenes of each solar day and the unfilled arrays they go to."""
+
+    def __init__(self, geobox: GeoBox, scenes: Sequence[Scene], options: LoadOptions) -> None:
+        by_day: dict[date, list[Scene]] = defaultdict(list)
+        for scene in scenes:
+            by_day[scene.solar_day].append(scene)
+        self.geobox = geobox
+        self.options = options
+        self.days = sorted(by_day)
+        self.scenes = [_same_day_order(by_day[day], options.same_day) for day in self.days]
+        self.count = n = len(self.days)
+        ny, nx = geobox.shape.yx
+        self.data = _memory.array("data", (n, len(options.bands), ny, nx), np.int16)
+        self.layers = {
+            band.id: _memory.array(band.id, (n, ny, nx), layer_dtype(band))
+            for band in options.mask_layers
+        }
+        self.present = _memory.array("present", (n, ny, nx), np.bool_)
+
+    def slot(self, k: int) -> _Slot:
+        """Where day ``k`` goes."""
+        layers = {band_id: layer[k] for band_id, layer in self.layers.items()}
+        return _Slot(self.data[k], layers, self.present[k])
+
+    def stack(self, loaded: Sequence[bool], inside: np.ndarray | None = None) -> Stack:
+        """The stack of the days ``loaded`` says have data, moved down over those without."""
+        kept = [k for k in range(self.count) if loaded[k]]
+        for i, k in enumerate(kept):
+            if i != k:  # a day without data before this one: move it down
+                self.data[i] = self.data[k]
+                self.present[i] = self.present[k]
+                for layer in self.layers.values():
+                    layer[i] = layer[k]
+        count = len(kept)
+        return Stack(
+            geobox=self.geobox,
+            days=tuple(self.days[k] for k in kept),
+            bands=tuple(b.id for b in self.options.bands),
+            data=self.data[:count],
+            layers=MappingProxyType({k: v[:count] for k, v in self.layers.items()}),
+            inside=inside,
+        ).with_has_values(self.present[:count])
+
+
+def _each(settings: ReadSettings, function: Callable[[int], T], indices: range) -> list[T]:
+    """``function`` of every index, on the reader pool when there are several."""
+    if settings.concurrency > 1 and len(indices) > 1:
+        return list(read_pool(settings.concurrency).map(function, indices))
+    return [function(k) for k in indices]
 
 
 class _StackMemory(threading.local):
@@ -258,12 +383,9 @@ class _Slot:
             self.layers[band.id][...] = missing_value(band)
         self.present[...] = False
 
-    def blank(self, options: LoadOptions) -> None:
-        """Missing wherever :attr:`present` is false."""
+    def blank(self) -> None:
+        """Bands missing wherever :attr:`present` is false (mask layers keep their values)."""
         blank_into(self.data, self.present, int(NODATA))
-        absent = ~self.present
-        for band in options.mask_layers:
-            np.copyto(self.layers[band.id], missing_value(band), where=absent)
 
 
 def _read_layer(
@@ -329,6 +451,14 @@ def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
     return layer != missing_value(band)
 
 
+def _has_layers(options: LoadOptions, slot: _Slot) -> np.ndarray:
+    """``(y, x)``: every mask layer of ``slot`` holds a value."""
+    present = np.ones(slot.present.shape, dtype=bool)
+    for band in options.mask_layers:
+        present &= _has_value(band, slot.layers[band.id])
+    return present
+
+
 def _read_scene(
     geobox: GeoBox,
     scene: Scene,
@@ -340,22 +470,18 @@ def _read_scene(
     """Read a scene into ``slot``, every pixel written; whether it touches the tile.
 
     A pixel has data (``slot.present``) when every output band and every mask layer has a value
-    there; elsewhere the slot is missing. ``False`` (the slot all missing) when the scene
-    misses the tile or one of its mask layers does.
+    there; elsewhere the bands are missing, and the mask layers keep what they hold (a mask
+    judges by its own layers). ``False`` (the slot all missing) when the scene misses the tile
+    or one of its mask layers does.
     """
     touched = False
     for i, band in enumerate(options.bands):
         touched |= _read_layer(
             scene, band, geobox, options.resampling, settings, stores, slot.data[i]
         )
-    if not touched:
+    if not touched or not _read_mask_layers(geobox, scene, options, settings, stores, slot):
         slot.clear(options)
         return False
-    for band in options.mask_layers:
-        layer = slot.layers[band.id]
-        if not _read_layer(scene, band, geobox, options.resampling, settings, stores, layer):
-            slot.clear(options)
-            return False
     everywhere = complete_into(slot.data, int(NODATA), slot.present)
     for band in options.mask_layers:
         has = _has_value(band, slot.layers[band.id])
@@ -364,7 +490,24 @@ def _read_scene(
         everywhere = False
         np.logical_and(slot.present, has, out=slot.present)
     if not everywhere:
-        slot.blank(options)
+        slot.blank()
+    return True
+
+
+def _read_mask_layers(
+    geobox: GeoBox,
+    scene: Scene,
+    options: LoadOptions,
+    settings: ReadSettings,
+    stores: _Stores,
+    slot: _Slot,
+) -> bool:
+    """Read the scene's mask layers into ``slot``; ``False`` (all missing) if one misses."""
+    for band in options.mask_layers:
+        layer = slot.layers[band.id]
+        if not _read_layer(scene, band, geobox, options.resampling, settings, stores, layer):
+            slot.clear(options)
+            return False
     return True
 
 
@@ -379,16 +522,17 @@ def _load_day(
     """Merge the scenes of one solar day into ``slot``; whether any pixel has data.
 
     Each pixel comes whole from the first scene with data there.
-    A pixel has data in a scene when every output band and every mask layer has a value there.
-    The first scene is read straight into the slot; a later one (same day, other tile or orbit)
-    into a scratch slot, from which it fills the pixels still empty.
+    A pixel has data in a scene when every output band and every mask layer has a value there;
+    where no scene has data, the mask layers come from the first scene that has them (a mask
+    judges by its own layers). The first scene touching the tile is read straight into the
+    slot; a later one (same day, other tile or orbit) into a scratch slot, from which it fills
+    the pixels still empty.
     """
-    filled = False
+    started = False
     scratch: _Slot | None = None
     for scene in scenes:
-        if not filled:
-            filled = _read_scene(geobox, scene, options, settings, stores, slot)
-            filled = filled and bool(slot.present.any())
+        if not started:
+            started = _read_scene(geobox, scene, options, settings, stores, slot)
         else:
             if scratch is None:
                 scratch = _Slot(
@@ -402,16 +546,16 @@ def _load_day(
             if not _read_scene(geobox, scene, options, settings, stores, scratch):
                 continue
             take = scratch.present & ~slot.present
-            if not take.any():
-                continue
             for values, more in zip(slot.data, scratch.data, strict=True):
                 np.copyto(values, more, where=take)
+            # the layers with the bands; where no scene has data, from the first with layers
+            layers_take = take | (_has_layers(options, scratch) & ~_has_layers(options, slot))
             for band_id, layer in slot.layers.items():
-                np.copyto(layer, scratch.layers[band_id], where=take)
+                np.copyto(layer, scratch.layers[band_id], where=layers_take)
             np.logical_or(slot.present, take, out=slot.present)
-        if filled and slot.present.all():
+        if started and slot.present.all():
             break
-    return filled
+    return started and bool(slot.present.any())
 
 
 def _reflectance_factors(asset: BandAsset) -> tuple[np.float32, np.float32]:

@@ -73,10 +73,11 @@ from cloudfree.grid import (
     pixel_size_metres,
     utm_crs_for,
 )
-from cloudfree.load import LoadOptions, load_stack, reused_stack_memory
+from cloudfree.load import LoadOptions, load_mask_first, load_stack, reused_stack_memory
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import check_run_flags, merged_options, with_mask_config
 from cloudfree.parallel import KERNEL_LOCK
+from cloudfree.readers.warp import is_tile_invariant
 from cloudfree.scene import Scene
 from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.sources.cube import CubeSource, open_cube_source
@@ -683,11 +684,23 @@ def load_masked(
     """Load ``geobox`` padded by ``halo`` pixels, mask it, and crop back to ``geobox``.
 
     Returns the stack, its ``(time, y, x)`` clear observations (with data), and the observations
-    with data that the mask rejected.
+    with data that the mask rejected. The mask judges by its own layers
+    (:meth:`~cloudfree.stack.Stack.for_mask`); where it may, the bands are read after it and
+    only where it keeps a pixel (:func:`reads_bands_where_clear`).
     """
     padded = geobox.pad(halo) if halo else geobox
-    stack = request.loader(padded, scenes, request.load, request.settings)
-    clear = request.mask(stack, pixel_size_m)
+    if reads_bands_where_clear(request, padded):
+        stack, clear = load_mask_first(
+            padded,
+            scenes,
+            request.load,
+            request.settings,
+            lambda bandless: request.mask(bandless, pixel_size_m),
+            halo,
+        )
+    else:
+        stack = request.loader(padded, scenes, request.load, request.settings)
+        clear = request.mask(stack.for_mask(), pixel_size_m)
     stack = stack.crop(halo, inside)
     if halo:
         clear = clear[:, halo:-halo, halo:-halo]
@@ -696,6 +709,26 @@ def load_masked(
     rejected = np.empty(has_data.shape, dtype=bool)
     split_verdict(clear, has_data, clear_out, rejected)
     return stack, clear_out, rejected
+
+
+def reads_bands_where_clear(request: MosaicRequest, geobox: GeoBox) -> bool:
+    """Whether a tile's bands can be read after its mask, only where it keeps a pixel.
+
+    The result is then the same as reading every band everywhere: the tile comes from the
+    scenes (not a cube); the mask reads nothing but its layers (``reads_layers_only``) and has
+    some; the method uses nothing but the clear observations (``reads_clear_only``; not
+    best-pixel, which measures the distance to rejected ones); no day is dropped by its clear
+    share (which counts every observation with data); and a window of the tile is resampled
+    exactly as the whole tile is (nearest or bilinear on a grid without rotation).
+    """
+    return (
+        request.loader is load_stack
+        and bool(request.load.mask_layers)
+        and getattr(request.mask, "reads_layers_only", False)
+        and getattr(request.compositor, "reads_clear_only", False)
+        and request.min_clear_fraction == 0
+        and is_tile_invariant(geobox, request.load.resampling)
+    )
 
 
 @numba.njit(cache=True, nogil=True)

@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from cloudfree.bands import Band
+from cloudfree.bands import BANDS, Band
 
 #: Stored value meaning "no data" (also the output ``_FillValue``).
 NODATA = np.int16(-32768)
@@ -89,6 +89,25 @@ class Stack:
         if self.inside is None:
             return self.has_values
         return self.has_values & self.inside[np.newaxis]
+
+    @cached_property
+    def has_layers(self) -> np.ndarray:
+        """``(time, y, x)`` bool: every mask layer has a value (all true without layers)."""
+        t, _, ny, nx = self.data.shape
+        present = np.ones((t, ny, nx), dtype=bool)
+        for band_id, layer in self.layers.items():
+            present &= layer != missing_value(BANDS[band_id])
+        return present
+
+    def for_mask(self) -> Stack:
+        """The stack as a cloud mask sees it: :attr:`has_data` is where its own layers have values.
+
+        A mask judges an observation by its layers (a cloud is a cloud whether or not B02 has a
+        value there), so its verdict does not depend on which bands were asked for, and can be
+        made before they are read (:func:`cloudfree.load.load_mask_first`). Callers keep only
+        the clear observations that also have data.
+        """
+        return replace(self).with_has_values(self.has_layers)
 
     def with_has_values(self, has_values: np.ndarray) -> Stack:
         """Give :attr:`has_values` (a loader that already knows it); returns the same stack.

@@ -4,7 +4,9 @@ A compositor reduces one tile's :class:`~cloudfree.composite.observations.Observ
 :class:`~cloudfree.composite.observations.Composite`. It says what its values are
 (:attr:`Compositor.output`: reflectance, or counts), which provenance layers it can emit, and how
 much context around the tile it needs (:meth:`Compositor.context_m`, e.g. a distance to the
-next cloud). Adding a method is one class::
+next cloud), and optionally whether it reads only the clear observations
+(:attr:`BaseCompositor.reads_clear_only`: then bands are decoded only where one is).
+Adding a method is one class::
 
     @register_compositor("darkest")
     class Darkest(BaseCompositor):
@@ -99,6 +101,11 @@ class BaseCompositor:
     name = "base"
     output = Output.REFLECTANCE
     provenance: tuple[str, ...] = ()
+    reads_clear_only = False
+    """Optional (``False`` when absent): the result depends on nothing but the clear
+    observations (``obs.data`` where ``obs.valid``, and ``obs.days``), so the loader may leave
+    the bands unread wherever no observation is clear. Not for a method that looks at
+    ``obs.rejected`` or at values the mask rejected."""
 
     def context_m(self) -> float:
         """Per pixel: no context."""

@@ -22,6 +22,7 @@ class GeomedianCompositor(BaseCompositor):
     """
 
     name = "geomedian"
+    reads_clear_only = True
 
     def __init__(
         self, eps: object = DEFAULT_EPS, max_iterations: object = DEFAULT_MAX_ITERATIONS

@@ -38,6 +38,7 @@ class MedoidCompositor(BaseCompositor):
     """
 
     name = "medoid"
+    reads_clear_only = True
     provenance = ("date",)
 
     def __call__(self, obs: Observations) -> Composite:

@@ -24,6 +24,7 @@ class QuantileCompositor(BaseCompositor):
     """The ``quantile`` of each band's valid observations (numpy 'linear', rounded half to even)."""
 
     name = "quantile"
+    reads_clear_only = True
 
     def __init__(self, quantile: object) -> None:
         self.quantile = as_float(quantile, "quantile", maximum=1.0)
@@ -63,6 +64,7 @@ class CdseL3Compositor(BaseCompositor):
     """
 
     name = "cdse-l3"
+    reads_clear_only = True
 
     def __call__(self, obs: Observations) -> Composite:
         """Per band: the sorted valid observation at index ``floor(n / 4)``."""
@@ -76,6 +78,7 @@ class CdseL3Compositor(BaseCompositor):
 
 
 class _StatisticCompositor(BaseCompositor):
+    reads_clear_only = True
     statistic = ""
     text = ""
 

@@ -5,6 +5,13 @@ A mask turns a stack into a per-observation validity array. It names the layers 
 (:meth:`CloudMask.halo_m`) so that clean-up near a tile edge sees the neighbouring pixels: a
 mosaic then does not depend on its tile size.
 
+A mask judges an observation by its own layers: in the stack it gets, ``has_data`` is where its
+layers have values (:meth:`~cloudfree.stack.Stack.for_mask`), whether or not the bands do; the
+pipeline keeps only the clear observations that also have data. A mask whose ``__call__`` reads
+nothing of the stack but its layers, ``has_data``, ``geobox`` and ``days`` (never ``data``) says
+so with ``reads_layers_only = True`` (optional, ``False`` when absent): its tiles' bands are then
+read after it, and only in the blocks where it keeps a pixel.
+
 Custom masks plug in three ways (see :mod:`cloudfree.plugins`), all by name in ``--cloud-mask``
 and ``make_mask``: ``@register_mask("name")``, an entry point in the ``cloudfree.masks`` group
 (``[project.entry-points."cloudfree.masks"] mymask = "mypkg.masks:MyMask"``), or an import path
@@ -81,6 +88,7 @@ class NoMask:
 
     name = "none"
     layers: tuple[str, ...] = ()
+    reads_layers_only = True
 
     def halo_m(self) -> float:
         """Per pixel: no context."""

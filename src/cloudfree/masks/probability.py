@@ -36,6 +36,7 @@ class ProbabilityMask:
 
     name = "probability"
     layers = ("CLD",)
+    reads_layers_only = True
 
     def __init__(
         self,

@@ -104,6 +104,7 @@ class S2CloudlessMask:
 
     name = "s2cloudless"
     layers = MODEL_BANDS
+    reads_layers_only = True
 
     def __init__(
         self,

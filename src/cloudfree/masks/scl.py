@@ -106,6 +106,7 @@ class SclMask:
 
     name = "scl"
     layers = ("SCL",)
+    reads_layers_only = True
 
     def __init__(
         self,
