@@ -1,4 +1,4 @@
-"""Datasets kept open per thread across tiles, and GDAL's block cache size."""
+"""Datasets kept open across tiles and lent to one reader thread at a time; GDAL's block cache."""
 
 from __future__ import annotations
 
@@ -32,18 +32,40 @@ def tile() -> GeoBox:
     return GeoBox((256, 256), Affine(*TRANSFORM), CRS)
 
 
-def test_a_thread_opens_a_file_once_and_threads_do_not_share(tmp_path: Path) -> None:
+def borrow(path: str) -> datasets.OpenRaster:
+    with datasets.borrowed_raster(path) as raster:
+        return raster
+
+
+def test_a_file_is_opened_once_and_lent_to_one_thread_at_a_time(tmp_path: Path) -> None:
     path = str(cog(tmp_path / "a.tif", 100))
-    first = datasets.open_raster(path)
-    assert datasets.open_raster(path) is first
+    first = borrow(path)
+    assert borrow(path) is first  # returned, then lent again
     assert first.geobox == GeoBox((512, 512), Affine(*TRANSFORM), CRS)
     other: list[datasets.OpenRaster] = []
-    worker = threading.Thread(target=lambda: other.append(datasets.open_raster(path)))
+    with datasets.borrowed_raster(path) as held:
+        # while this thread holds it, another thread gets a handle of its own
+        worker = threading.Thread(target=lambda: other.append(borrow(path)))
+        worker.start()
+        worker.join()
+        assert held is first and other[0] is not first
+        assert other[0].dataset.name == first.dataset.name
+    # a thread other than the one that opened it reads through it
+    reads: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: reads.append(borrow(path).dataset.read(1)))
     worker.start()
     worker.join()
-    assert other[0] is not first and other[0].dataset.name == first.dataset.name
+    assert np.all(reads[0] == 100)
     datasets.close_all()
-    assert first.dataset.closed
+    assert first.dataset.closed and other[0].dataset.closed
+
+
+def test_a_handle_whose_read_failed_is_closed_not_lent_again(tmp_path: Path) -> None:
+    path = str(cog(tmp_path / "e.tif", 3))
+    with pytest.raises(RuntimeError), datasets.borrowed_raster(path) as failed:
+        raise RuntimeError("the read failed")
+    assert failed.dataset.closed and borrow(path) is not failed
+    datasets.close_all()
 
 
 def test_a_local_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
@@ -62,18 +84,18 @@ def test_a_local_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
 def test_forget_closes_every_handle_of_a_file_signed_or_not(tmp_path: Path) -> None:
     path = str(cog(tmp_path / "c.tif", 7))
     kept = str(cog(tmp_path / "d.tif", 8))
-    opened = datasets.open_raster(path)
-    other = datasets.open_raster(kept)
+    opened = borrow(path)
+    other = borrow(kept)
     datasets.forget(path + "?token=renewed")
     assert opened.dataset.closed and not other.dataset.closed
-    assert datasets.open_raster(path) is not opened
+    assert borrow(path) is not opened
     datasets.close_all()
 
 
 def test_the_open_handles_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "MAX_OPEN", 2)
     paths = [str(cog(tmp_path / f"{i}.tif", i + 1)) for i in range(3)]
-    opened = [datasets.open_raster(p) for p in paths]
+    opened = [borrow(p) for p in paths]
     assert opened[0].dataset.closed  # the least recently used went
     assert not opened[1].dataset.closed and not opened[2].dataset.closed
     datasets.close_all()

@@ -87,6 +87,26 @@ def test_scl_is_read_with_nearest_and_days_are_merged(tmp_path):
     assert np.all(stack.data != NODATA)
 
 
+def test_mask_layers_are_kept_where_the_bands_have_no_value(tmp_path):
+    """A mask judges by its own layers: the merge keeps them where no scene has data."""
+    dn = np.full((64, 64), 1500, np.uint16)
+    dn[:, :16] = 0  # neither scene has B04 in the first 16 columns
+    scl_a = np.full((32, 32), 9, np.uint8)
+    scl_a[:, :4] = 0  # scene a has no class in the first 8 columns (10 m) either
+    a = scene(tmp_path, "a", dn, scl_a, offset=0.0, cloud_cover=5)
+    b_dn = np.where(dn == 0, 0, dn + 7).astype(np.uint16)
+    b = scene(tmp_path, "b", b_dn, np.full((32, 32), 4, np.uint8), 0.0, cloud_cover=50)
+    options = LoadOptions((BANDS["B04"],), mask_layers=(BANDS["SCL"],))
+    merged = load_stack(GRID, [a, b], options, ReadSettings())
+    assert np.all(merged.data[0, 0, :, :16] == NODATA) and not merged.has_data[0, :, :16].any()
+    assert np.all(merged.scl[0, :, :8] == 4)  # from b, the only scene with a class there
+    assert np.all(merged.scl[0, :, 8:] == 9)  # from a: first by cloud cover, data or not
+    assert np.all(merged.data[0, 0, :, 16:] == 1500)
+    alone = load_stack(GRID, [a], options, ReadSettings())
+    assert np.all(alone.scl[0, :, 8:] == 9) and np.all(alone.scl[0, :, :8] == 0)
+    np.testing.assert_array_equal(alone.for_mask().has_data[0], alone.scl[0] != 0)
+
+
 def test_same_day_rule_latest_takes_the_newest_scene_first(tmp_path):
     dn = np.full((64, 64), 1500, np.uint16)
     scl = np.full((32, 32), 4, np.uint8)

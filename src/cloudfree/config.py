@@ -30,7 +30,7 @@ GDAL_DEFAULTS: Mapping[str, str | int] = {
     # Transient HTTP errors (429/5xx) are retried by GDAL itself before we see a failure.
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    # No cache per open file: datasets stay open per thread across tiles
+    # No cache per open file: datasets stay open across tiles
     # (readers/datasets.py), and a per-handle cache would grow with every tile read through
     # it. /vsicurl/ and /vsis3/ keep one bounded process-wide cache of file regions instead.
     "VSI_CACHE": "FALSE",

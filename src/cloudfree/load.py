@@ -190,7 +190,7 @@ def load_mask_first(
         layers=stack.layers,
     )
     clear = judge(bandless.for_mask())
-    layer_present = bandless.has_layers
+    del bandless  # its presence of the layers: a day's is made again where its bands are read
 
     def bands_where_clear(i: int) -> None:
         k = kept[i]
@@ -207,7 +207,8 @@ def load_mask_first(
                     _read_layer(scene, band, window, options.resampling, settings, stores, out)
         present = stack.has_values[i]
         complete_into(values, int(NODATA), present)
-        np.logical_and(present, layer_present[i], out=present)
+        for band in options.mask_layers:
+            np.logical_and(present, _has_value(band, stack.layers[band.id][i]), out=present)
         blank_into(values, present, int(NODATA))
 
     _each(settings, bands_where_clear, range(len(kept)))
@@ -352,8 +353,8 @@ os.register_at_fork(after_in_child=_forked)
 def read_pool(size: int) -> ThreadPoolExecutor:
     """The process's pool of ``size`` reader threads, shared by every tile being loaded.
 
-    Long-lived, so each reader keeps its datasets open across tiles
-    (:mod:`cloudfree.readers.datasets`); tiles loaded at the same time queue their days in
+    Long-lived; the readers share the process's open datasets
+    (:mod:`cloudfree.readers.datasets`). Tiles loaded at the same time queue their days in
     order, so the first tile's days are read first.
     """
     with _pools_lock:

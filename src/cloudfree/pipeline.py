@@ -680,13 +680,13 @@ def load_masked(
     halo: int,
     pixel_size_m: float,
     inside: np.ndarray | None = None,
-) -> tuple[Stack, np.ndarray, np.ndarray]:
+) -> tuple[Stack, np.ndarray, np.ndarray | None]:
     """Load ``geobox`` padded by ``halo`` pixels, mask it, and crop back to ``geobox``.
 
     Returns the stack, its ``(time, y, x)`` clear observations (with data), and the observations
-    with data that the mask rejected. The mask judges by its own layers
-    (:meth:`~cloudfree.stack.Stack.for_mask`); where it may, the bands are read after it and
-    only where it keeps a pixel (:func:`reads_bands_where_clear`).
+    with data that the mask rejected (``None`` for a method that ``reads_clear_only``). The
+    mask judges by its own layers (:meth:`~cloudfree.stack.Stack.for_mask`); where it may, the
+    bands are read after it and only where it keeps a pixel (:func:`reads_bands_where_clear`).
     """
     padded = geobox.pad(halo) if halo else geobox
     if reads_bands_where_clear(request, padded):
@@ -705,6 +705,8 @@ def load_masked(
     if halo:
         clear = clear[:, halo:-halo, halo:-halo]
     has_data = stack.has_data
+    if getattr(request.compositor, "reads_clear_only", False):
+        return stack, np.logical_and(clear, has_data), None
     clear_out = np.empty(has_data.shape, dtype=bool)
     rejected = np.empty(has_data.shape, dtype=bool)
     split_verdict(clear, has_data, clear_out, rejected)

@@ -1,10 +1,12 @@
-"""Open GDAL datasets kept per thread, so a file is opened once per thread, not once per tile.
+"""Open GDAL datasets shared by the reader threads, so a file is opened about once per process.
 
 A tile reads every scene's band files; the next tile reads the same files again. Opening a COG
 over HTTP or S3 costs a header request and the parsing of its IFDs (a few milliseconds each, about
-a third of a mosaic's read time when every tile reopened every file). Each thread keeps its
-datasets open in a bounded least-recently-used cache: rasterio datasets are not shared between
-threads, and a thread reads one tile at a time.
+a third of a mosaic's read time when every tile reopened every file). A GDAL dataset may be used
+by one thread at a time, from any thread: :func:`borrowed_raster` lends an idle handle of the
+file (or opens one) to the calling thread for one read and takes it back after. Handles kept
+per thread instead, each reader thread ended up with its own handle of every file (four times the
+handles with four readers; each holds a few hundred kilobytes of decoder state once read).
 
 What keeps a handle correct:
 
@@ -12,20 +14,22 @@ What keeps a handle correct:
   token opens a new handle) and the overview level;
 - a local file's key also holds its size and modification time, so a file rewritten in place is
   opened again;
-- a failed read drops the handle (:func:`forget`) before it is retried;
+- a read that fails closes its handle instead of returning it, and :func:`forget` closes the
+  file's idle handles, before it is retried;
 - handles are opened with GDAL's per-handle ``VSI_CACHE`` off (``config.GDAL_DEFAULTS``): a cache
   per open file would grow with every tile read through it. /vsicurl/ keeps its own bounded
   process-wide cache of file regions.
 
-Threads of the thread engine end with their run, closing their handles; Dask worker threads live
-on, bounded by :data:`MAX_OPEN`.
+At most :data:`MAX_OPEN` idle handles are kept, least recently used closed first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import rasterio
@@ -33,8 +37,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.io import DatasetReader
 
 MAX_OPEN = 512
-"""Datasets each thread keeps open: more than one tile reads (scenes x bands), so the files of a
-tile are not evicted before the next tile reads them again."""
+"""Idle datasets kept open: more than one tile reads (scenes x bands), so the files of a tile are
+not closed before the next tile reads them again."""
 
 _Key = tuple[str, int | None, tuple[int, int] | None]
 
@@ -55,12 +59,19 @@ class OpenRaster:
         object.__setattr__(self, "overviews", tuple(src.overviews(1)))
 
 
-class _Open(threading.local):
-    def __init__(self) -> None:
-        self.rasters: OrderedDict[_Key, OpenRaster] = OrderedDict()
+_lock = threading.Lock()
+_idle: OrderedDict[_Key, list[OpenRaster]] = OrderedDict()
+"""Handles not lent out, by key, least recently returned first."""
 
 
-_open = _Open()
+def _forked() -> None:
+    """A forked child must not share the parent's GDAL handles (nor its lock's holder)."""
+    global _lock
+    _lock = threading.Lock()
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _local_stamp(href: str) -> tuple[int, int] | None:
@@ -74,46 +85,79 @@ def _local_stamp(href: str) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def open_raster(href: str, overview_level: int | None = None) -> OpenRaster:
-    """The open dataset of ``href`` (at ``overview_level``) for this thread; opened on first use.
+@contextlib.contextmanager
+def borrowed_raster(href: str, overview_level: int | None = None) -> Iterator[OpenRaster]:
+    """An open dataset of ``href`` (at ``overview_level``), this thread's alone within the block.
 
-    Do not close it: it stays open for the thread's next reads.
+    An idle handle of the file is lent if there is one, else one is opened. It goes back to the
+    idle handles afterwards, or is closed if the block raised (the next read opens it afresh).
+    Do not keep it, or anything that reads through it, past the block.
     """
     key = (href, overview_level, _local_stamp(href))
-    rasters = _open.rasters
-    found = rasters.get(key)
-    if found is not None and not found.dataset.closed:
-        rasters.move_to_end(key)
-        return found
+    raster = None
+    with _lock:
+        handles = _idle.get(key)
+        if handles:
+            raster = handles.pop()
+            if not handles:
+                del _idle[key]
+    if raster is None or raster.dataset.closed:
+        raster = _open(href, overview_level)
+    try:
+        yield raster
+    except BaseException:
+        raster.dataset.close()
+        raise
+    with _lock:
+        _idle.setdefault(key, []).append(raster)
+        _idle.move_to_end(key)
+        excess = _excess()
+    for old in excess:
+        old.dataset.close()
+
+
+def _open(href: str, overview_level: int | None) -> OpenRaster:
     if overview_level is None:
         dataset = rasterio.open(href)
     else:
         dataset = rasterio.open(href, overview_level=overview_level)
     try:
-        raster = OpenRaster(dataset)
+        return OpenRaster(dataset)
     except Exception:
         dataset.close()
         raise
-    rasters[key] = raster
-    while len(rasters) > MAX_OPEN:
-        _, oldest = rasters.popitem(last=False)
-        oldest.dataset.close()
-    return raster
+
+
+def _excess() -> list[OpenRaster]:
+    """Take the least recently used idle handles beyond :data:`MAX_OPEN` (under the lock)."""
+    count = sum(len(handles) for handles in _idle.values())
+    excess = []
+    while count > MAX_OPEN:
+        key, handles = next(iter(_idle.items()))
+        excess.append(handles.pop(0))
+        if not handles:
+            del _idle[key]
+        count -= 1
+    return excess
 
 
 def forget(href: str) -> None:
-    """Close and drop this thread's handles of ``href``, signed or not (after a failed read).
+    """Close the idle handles of ``href``, signed or not (after a failed read).
 
     The query string is ignored: a signed href's token may have been renewed since it was opened.
     """
     path = href.split("?", 1)[0]
-    rasters = _open.rasters
-    for key in [k for k in rasters if k[0].split("?", 1)[0] == path]:
-        rasters.pop(key).dataset.close()
+    with _lock:
+        keys = [k for k in _idle if k[0].split("?", 1)[0] == path]
+        closing = [raster for key in keys for raster in _idle.pop(key)]
+    for raster in closing:
+        raster.dataset.close()
 
 
 def close_all() -> None:
-    """Close every dataset this thread keeps open."""
-    rasters = _open.rasters
-    while rasters:
-        rasters.popitem()[1].dataset.close()
+    """Close every idle dataset."""
+    with _lock:
+        closing = [raster for handles in _idle.values() for raster in handles]
+        _idle.clear()
+    for raster in closing:
+        raster.dataset.close()

@@ -8,10 +8,9 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
-from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from cloudfree.readers.datasets import open_raster
+from cloudfree.readers.datasets import OpenRaster, borrowed_raster
 from cloudfree.readers.window import Pasted, cached_by_grids, place_window_raw, tight_window
 
 
@@ -38,17 +37,18 @@ def read_window_raw(
     See :func:`cloudfree.readers.window.place_window_raw`.
     """
     src_nodata = 0 if nodata is None else nodata
-    src = open_raster(href)
-    roi = _roi(src.geobox, geobox)
-    if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-        return None
-    level = _overview_level(src.overviews, roi.read_shrink)
-    if level is not None:
-        src = open_raster(href, level)
+    with borrowed_raster(href) as src:
         roi = _roi(src.geobox, geobox)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
-    return _read_level(src.dataset, geobox, src.geobox, roi, resampling, categorical, src_nodata)
+        level = _overview_level(src.overviews, roi.read_shrink)
+        if level is None:
+            return _read_level(src, geobox, roi, resampling, categorical, src_nodata)
+    with borrowed_raster(href, level) as src:
+        roi = _roi(src.geobox, geobox)
+        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
+            return None
+        return _read_level(src, geobox, roi, resampling, categorical, src_nodata)
 
 
 @cached_by_grids
@@ -71,18 +71,17 @@ def _overview_level(factors: Sequence[int], shrink: int) -> int | None:
 
 
 def _read_level(
-    src: DatasetReader,
+    src: OpenRaster,
     geobox: GeoBox,
-    src_gbox: GeoBox,
     roi: ReprojectInfo,
     resampling: str,
     categorical: bool,
     src_nodata: float,
 ) -> np.ndarray | Pasted:
-    roi = tight_window(src_gbox, geobox, roi, resampling, categorical=categorical)
+    roi = tight_window(src.geobox, geobox, roi, resampling, categorical=categorical)
     ys, xs = roi.roi_src
     window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
-    block = src.read(1, window=window)
+    block = src.dataset.read(1, window=window)
     return place_window_raw(
-        block, src_gbox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
+        block, src.geobox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
     )
