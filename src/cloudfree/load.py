@@ -197,7 +197,8 @@ def load_mask_first(
         if not single[k]:
             return
         scene = days.scenes[k][0]
-        values = stack.data[i]
+        slot = days.slot(i)  # the stack's day i: the days below it were moved down
+        values = slot.data
         values[...] = NODATA
         with rasterio.Env(**settings.gdal_options):
             for rows, cols in clear_windows(clear[i], halo, SKIP_BLOCK):
@@ -205,11 +206,7 @@ def load_mask_first(
                 for b, band in enumerate(options.bands):
                     out = values[b, rows, cols]
                     _read_layer(scene, band, window, options.resampling, settings, stores, out)
-        present = stack.has_values[i]
-        complete_into(values, int(NODATA), present)
-        for band in options.mask_layers:
-            np.logical_and(present, _has_value(band, stack.layers[band.id][i]), out=present)
-        blank_into(values, present, int(NODATA))
+        _settle(slot, options)
 
     _each(settings, bands_where_clear, range(len(kept)))
     return stack, clear
@@ -483,6 +480,12 @@ def _read_scene(
     if not touched or not _read_mask_layers(geobox, scene, options, settings, stores, slot):
         slot.clear(options)
         return False
+    _settle(slot, options)
+    return True
+
+
+def _settle(slot: _Slot, options: LoadOptions) -> None:
+    """``slot.present`` where every band and mask layer has a value; bands missing elsewhere."""
     everywhere = complete_into(slot.data, int(NODATA), slot.present)
     for band in options.mask_layers:
         has = _has_value(band, slot.layers[band.id])
@@ -492,7 +495,6 @@ def _read_scene(
         np.logical_and(slot.present, has, out=slot.present)
     if not everywhere:
         slot.blank()
-    return True
 
 
 def _read_mask_layers(
