@@ -18,7 +18,13 @@ import cloudfree
 from cloudfree import load, pipeline
 from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
-from cloudfree.load import LoadOptions, clear_windows, load_mask_first, load_stack
+from cloudfree.load import (
+    LoadOptions,
+    clear_windows,
+    fill_outside,
+    load_mask_first,
+    load_stack,
+)
 from cloudfree.masks.scl import SclMask
 from cloudfree.pipeline import build_request, reads_bands_where_clear
 from cloudfree.scene import BandAsset, Scene
@@ -147,6 +153,11 @@ def test_windows_cover_every_clear_block_and_only_rows_of_blocks_with_one(clear,
     inner[halo : ny - halo, halo : nx - halo] = True
     assert covered.max(initial=0) <= 1
     assert np.all(covered[clear & inner] == 1)
+    # what the windows' reads do not write is "no data", and nothing they write is touched
+    values = np.full((2, ny, nx), 7, dtype=np.int16)
+    fill_outside(values, windows, NODATA)
+    np.testing.assert_array_equal(values[1], np.where(covered == 1, 7, NODATA))
+    np.testing.assert_array_equal(values[0], values[1])
 
 
 @pytest.mark.parametrize(

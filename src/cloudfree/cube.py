@@ -42,7 +42,7 @@ from cloudfree.budget import (
     unit_peak_bytes,
     worker_budget,
 )
-from cloudfree.config import ReadSettings, default_threads, read_settings
+from cloudfree.config import ReadSettings, default_threads, read_settings, tune_allocator
 from cloudfree.engine import (
     Engine,
     EngineSpec,
@@ -605,6 +605,7 @@ def run_cube(
     notify: Notify | None = None,
 ) -> CubeResult:
     """Run a validated cube request through every stage."""
+    tune_allocator()  # before the threads of the search, the store and the engine start
     scenes = search_cube(request)
     job = plan_cube(request, scenes)
     log.info(

@@ -199,9 +199,10 @@ def load_mask_first(
         scene = days.scenes[k][0]
         slot = days.slot(i)  # the stack's day i: the days below it were moved down
         values = slot.data
-        values[...] = NODATA
+        windows = clear_windows(clear[i], halo, SKIP_BLOCK)
+        fill_outside(values, windows, NODATA)  # each window's read writes all of it
         with rasterio.Env(**settings.gdal_options):
-            for rows, cols in clear_windows(clear[i], halo, SKIP_BLOCK):
+            for rows, cols in windows:
                 window = geobox[rows, cols]
                 for b, band in enumerate(options.bands):
                     out = values[b, rows, cols]
@@ -240,6 +241,23 @@ def clear_windows(clear: np.ndarray, halo: int, block: int) -> list[tuple[slice,
             windows.append((slice(y0, y1), slice(x0, x1)))
         previous = span
     return windows
+
+
+def fill_outside(
+    values: np.ndarray, windows: Sequence[tuple[slice, slice]], value: int | np.integer
+) -> None:
+    """``values[..., y, x] = value`` wherever no window covers ``(y, x)``.
+
+    ``windows`` as :func:`clear_windows` gives them: in order of their rows, which do not
+    overlap.
+    """
+    y = 0
+    for rows, cols in windows:
+        values[..., y : rows.start, :] = value
+        values[..., rows, : cols.start] = value
+        values[..., rows, cols.stop :] = value
+        y = rows.stop
+    values[..., y:, :] = value
 
 
 class _Days:

@@ -49,7 +49,7 @@ from cloudfree.composite import (
     Observations,
     make_compositor,
 )
-from cloudfree.config import ReadSettings, default_threads, read_settings
+from cloudfree.config import ReadSettings, default_threads, read_settings, tune_allocator
 from cloudfree.engine import (
     EngineSpec,
     Notify,
@@ -666,10 +666,14 @@ def _composite_window(
 
 def composite_checksum(composite: Composite) -> str:
     """sha256 of every array a unit writes, in a fixed order."""
-    digest = hashlib.sha256(np.ascontiguousarray(composite.values).tobytes())
-    digest.update(np.ascontiguousarray(composite.observations).tobytes())
-    for name in sorted(composite.provenance):
-        digest.update(np.ascontiguousarray(composite.provenance[name]).tobytes())
+    digest = hashlib.sha256()
+    for array in (
+        composite.values,
+        composite.observations,
+        *(composite.provenance[name] for name in sorted(composite.provenance)),
+    ):
+        # the bytes in place (no copy of a contiguous array), of any dtype
+        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
@@ -827,14 +831,22 @@ class UnitRunner(ShippedUnitTask):
     (:class:`~cloudfree.engine.ShippedUnitTask`). The store is reopened once in each process.
     """
 
-    def __init__(self, request: MosaicRequest, job: Plan, store: MosaicStore | None = None) -> None:
+    def __init__(
+        self,
+        request: MosaicRequest,
+        job: Plan,
+        store: MosaicStore | None = None,
+        written: Callable[[WorkUnit, np.ndarray], None] | None = None,
+    ) -> None:
         self.request = request
         self.job = job
         self._store = store
+        self._written = written  # in this process only: it does not ship to Dask workers
 
     def reopened(self) -> None:
-        """Open the store again in the worker's process, on first use."""
+        """Open the store again in the worker's process, on first use (nothing to hand over)."""
         self._store = None
+        self._written = None
 
     def __call__(self, unit: WorkUnit) -> None:
         """Run one unit (idempotent: it writes exactly its own region)."""
@@ -849,6 +861,9 @@ class UnitRunner(ShippedUnitTask):
                 manifest.record_failure(unit.key, redact_message(str(exc)))
                 raise
             manifest.record_done(unit.key, composite_checksum(composite))
+        if self._written is not None:
+            # a copy: the COG stages it on its own thread while this one goes on
+            self._written(unit, composite.values.copy())
 
 
 def output_variables(request: MosaicRequest) -> list[tuple[str, np.dtype]]:
@@ -916,6 +931,7 @@ def run(
 
     ``notify`` receives messages for the user, such as a Dask cluster's dashboard link.
     """
+    tune_allocator()  # before the threads of the search, the store and the engine start
     scenes = search(request)
     job = plan(request, scenes)
     log.info(
@@ -957,11 +973,11 @@ def run(
             if request.limit is not None:
                 todo = todo[: request.limit]
             remaining = len(job.units) - len(finished) - len(todo)
-            # Where units run in other processes (Dask), this process stages the COGs as they
-            # finish: its cores are idle until the last unit otherwise. Threads here share its
-            # cores and memory: overlapping measured no faster there, and 60 MB more at peak.
-            # --limit runs that stop short write no COG.
-            if request.cog_dir and not remaining and not engine.in_process:
+            # The COGs are staged as the units finish, so only the last period's final copy is
+            # left after the last unit: units in this process hand over the values they wrote;
+            # those in other processes (Dask) are read back from the store. --limit runs that
+            # stop short write no COG.
+            if request.cog_dir and not remaining:
                 staged = RunCogs(
                     store,
                     job,
@@ -970,14 +986,15 @@ def run(
                     request.encoding,
                     finished_before=finished,
                 )
+            handed = staged.unit_finished if staged and engine.in_process else None
             try:
                 run_units(
                     todo,
-                    UnitRunner(request, job, store),
+                    UnitRunner(request, job, store, written=handed),
                     key=lambda u: u.key,
                     progress=progress,
                     engine=engine,
-                    finished=staged.unit_finished if staged else None,
+                    finished=staged.unit_finished if staged and not handed else None,
                 )
             except RunFailedError as exc:
                 # a unit records its own failure, unless its worker died under it

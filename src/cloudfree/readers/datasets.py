@@ -29,7 +29,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import rasterio
@@ -59,16 +59,55 @@ class OpenRaster:
         object.__setattr__(self, "overviews", tuple(src.overviews(1)))
 
 
+class _Idle:
+    """Handles not lent out, by key, least recently returned first (used under :data:`_lock`)."""
+
+    def __init__(self) -> None:
+        self._handles: OrderedDict[_Key, list[OpenRaster]] = OrderedDict()
+        self._count = 0
+
+    def take(self, key: _Key) -> OpenRaster | None:
+        """An idle handle of ``key``, no longer idle; ``None`` if there is none."""
+        handles = self._handles.get(key)
+        if not handles:
+            return None
+        self._count -= 1
+        raster = handles.pop()
+        if not handles:
+            del self._handles[key]
+        return raster
+
+    def give(self, key: _Key, raster: OpenRaster) -> list[OpenRaster]:
+        """Keep ``raster`` idle; return the least recently used beyond :data:`MAX_OPEN`."""
+        self._handles.setdefault(key, []).append(raster)
+        self._handles.move_to_end(key)
+        self._count += 1
+        excess = []
+        while self._count > MAX_OPEN:
+            oldest, handles = next(iter(self._handles.items()))
+            excess.append(handles.pop(0))
+            if not handles:
+                del self._handles[oldest]
+            self._count -= 1
+        return excess
+
+    def drop(self, matches: Callable[[_Key], bool] = lambda key: True) -> list[OpenRaster]:
+        """Remove and return the handles whose key ``matches``."""
+        keys = [key for key in self._handles if matches(key)]
+        dropped = [raster for key in keys for raster in self._handles.pop(key)]
+        self._count -= len(dropped)
+        return dropped
+
+
 _lock = threading.Lock()
-_idle: OrderedDict[_Key, list[OpenRaster]] = OrderedDict()
-"""Handles not lent out, by key, least recently returned first."""
+_idle = _Idle()
 
 
 def _forked() -> None:
     """A forked child must not share the parent's GDAL handles (nor its lock's holder)."""
-    global _lock
+    global _lock, _idle
     _lock = threading.Lock()
-    _idle.clear()
+    _idle = _Idle()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -94,13 +133,8 @@ def borrowed_raster(href: str, overview_level: int | None = None) -> Iterator[Op
     Do not keep it, or anything that reads through it, past the block.
     """
     key = (href, overview_level, _local_stamp(href))
-    raster = None
     with _lock:
-        handles = _idle.get(key)
-        if handles:
-            raster = handles.pop()
-            if not handles:
-                del _idle[key]
+        raster = _idle.take(key)
     if raster is None or raster.dataset.closed:
         raster = _open(href, overview_level)
     try:
@@ -109,9 +143,7 @@ def borrowed_raster(href: str, overview_level: int | None = None) -> Iterator[Op
         raster.dataset.close()
         raise
     with _lock:
-        _idle.setdefault(key, []).append(raster)
-        _idle.move_to_end(key)
-        excess = _excess()
+        excess = _idle.give(key, raster)
     for old in excess:
         old.dataset.close()
 
@@ -128,19 +160,6 @@ def _open(href: str, overview_level: int | None) -> OpenRaster:
         raise
 
 
-def _excess() -> list[OpenRaster]:
-    """Take the least recently used idle handles beyond :data:`MAX_OPEN` (under the lock)."""
-    count = sum(len(handles) for handles in _idle.values())
-    excess = []
-    while count > MAX_OPEN:
-        key, handles = next(iter(_idle.items()))
-        excess.append(handles.pop(0))
-        if not handles:
-            del _idle[key]
-        count -= 1
-    return excess
-
-
 def forget(href: str) -> None:
     """Close the idle handles of ``href``, signed or not (after a failed read).
 
@@ -148,8 +167,7 @@ def forget(href: str) -> None:
     """
     path = href.split("?", 1)[0]
     with _lock:
-        keys = [k for k in _idle if k[0].split("?", 1)[0] == path]
-        closing = [raster for key in keys for raster in _idle.pop(key)]
+        closing = _idle.drop(lambda key: key[0].split("?", 1)[0] == path)
     for raster in closing:
         raster.dataset.close()
 
@@ -157,7 +175,6 @@ def forget(href: str) -> None:
 def close_all() -> None:
     """Close every idle dataset."""
     with _lock:
-        closing = [raster for handles in _idle.values() for raster in handles]
-        _idle.clear()
+        closing = _idle.drop()
     for raster in closing:
         raster.dataset.close()

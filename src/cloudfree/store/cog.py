@@ -83,10 +83,10 @@ class PeriodCog:
             "blockxsize": self._blocksize,
             "blockysize": self._blocksize,
             # a scratch file read once by the COG driver: the fastest lossless codec, not the
-            # smallest
+            # smallest, on the staging thread alone (it runs beside the units; GDAL's own
+            # compression threads held about 15 MB more at the run's peak)
             "compress": "ZSTD",
             "zstd_level": 1,
-            "num_threads": "ALL_CPUS",
             "BIGTIFF": "IF_SAFER",
         }
         self._factors = overview_factors(gbox.shape.yx, self._blocksize)
@@ -132,18 +132,23 @@ class PeriodCog:
     def __exit__(self, *exc: object) -> None:
         self.discard()
 
-    def stage(self, tile: tuple[int, int]) -> None:
-        """Copy tile ``(row, column)`` of the plan from the store into the staging files (once).
+    def stage(self, tile: tuple[int, int], values: np.ndarray | None = None) -> None:
+        """Copy tile ``(row, column)`` of the plan into the staging files (once).
 
-        The tile must be finished: its region of the store is read as it is now.
+        ``values`` are the tile's ``(band, y, x)`` stored values, as the unit wrote them;
+        without them the tile's region of the store is read (it must be finished).
         """
         if tile in self._staged:
             return
         ys, xs = self._plan.tiles.roi[tile]
         # all bands of a tile in one write: the file is pixel-interleaved, so a band at a time
         # would compress each block once per band
-        block = np.stack(
-            [self._store.read_period(name, self._period, ys, xs) for name in self._bands]
+        block = (
+            values
+            if values is not None
+            else np.stack(
+                [self._store.read_period(name, self._period, ys, xs) for name in self._bands]
+            )
         )
         self._dst.write(block, window=_window(ys, xs))
         if self._ovr:
@@ -196,8 +201,9 @@ class PeriodCog:
 class RunCogs:
     """A run's COGs, one per period, made while the run's other units are still running.
 
-    The engine reports each finished unit (:meth:`unit_finished`, from the thread that runs the
-    engine); its tile is staged on one background thread, and a period's COG is written as soon
+    Each finished unit is reported (:meth:`unit_finished`, from any thread), with the values it
+    wrote where the unit ran in this process; its tile is staged on one background thread (from
+    those values, or read back from the store), and a period's COG is written as soon
     as every unit of the period has finished (in this run or in the one it resumes), so only
     the last period's final copy is left when the last unit ends. :meth:`results` waits for
     that thread and writes the COGs still missing; :meth:`discard` drops everything unwritten.
@@ -229,9 +235,13 @@ class RunCogs:
         self._work: list[Future[None]] = []
         self._discarded = False
 
-    def unit_finished(self, unit: WorkUnit) -> None:
-        """Stage ``unit``'s tile in the background (its region of the store is complete)."""
-        self._work.append(self._pool.submit(self._stage, unit.period_index, unit.tile))
+    def unit_finished(self, unit: WorkUnit, values: np.ndarray | None = None) -> None:
+        """Stage ``unit``'s tile in the background (its region of the store is complete).
+
+        ``values``: the ``(band, y, x)`` values the unit wrote, if at hand (the store is read
+        otherwise). They must not change afterwards.
+        """
+        self._work.append(self._pool.submit(self._stage, unit.period_index, unit.tile, values))
 
     def _period(self, index: int) -> PeriodCog:
         cog = self._staging.get(index)
@@ -241,8 +251,8 @@ class RunCogs:
             )
         return cog
 
-    def _stage(self, index: int, tile: tuple[int, int]) -> None:
-        self._period(index).stage(tile)
+    def _stage(self, index: int, tile: tuple[int, int], values: np.ndarray | None) -> None:
+        self._period(index).stage(tile, values)
         unfinished = self._unfinished[index]
         unfinished.discard(tile)
         if not unfinished:
