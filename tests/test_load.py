@@ -16,6 +16,7 @@ from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.load import LoadOptions, load_stack, read_pool, reused_stack_memory, to_reflectance
+from cloudfree.readers.encode import settle_into
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA
 
@@ -226,3 +227,19 @@ def test_a_forked_child_gets_its_own_reader_pool():
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("with_layers", [True, False])
+def test_settle_keeps_pixels_with_every_band_and_layer_and_blanks_the_others(with_layers):
+    rng = np.random.default_rng(11)
+    values = rng.integers(0, 3000, (4, 37, 53)).astype(np.int16)
+    values[rng.random(values.shape) < 0.05] = NODATA  # a band without a value here and there
+    layers_ok = rng.random((37, 53)) > 0.1 if with_layers else np.empty((0, 0), dtype=bool)
+    expected = np.all(values != NODATA, axis=0)
+    if with_layers:
+        expected &= layers_ok
+    before = values.copy()
+    present = np.empty((37, 53), dtype=bool)
+    settle_into(values, layers_ok, int(NODATA), present)
+    np.testing.assert_array_equal(present, expected)
+    np.testing.assert_array_equal(values, np.where(expected, before, NODATA))

@@ -38,11 +38,10 @@ from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.readers.datasets import forget
 from cloudfree.readers.encode import (
-    blank_into,
-    complete_into,
     lookup_into,
     reflectance_into,
     reflectance_table,
+    settle_into,
     shifted_into,
     whole_shift,
 )
@@ -399,10 +398,6 @@ class _Slot:
             self.layers[band.id][...] = missing_value(band)
         self.present[...] = False
 
-    def blank(self) -> None:
-        """Bands missing wherever :attr:`present` is false (mask layers keep their values)."""
-        blank_into(self.data, self.present, int(NODATA))
-
 
 def _read_layer(
     scene: Scene,
@@ -469,9 +464,16 @@ def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
 
 def _has_layers(options: LoadOptions, slot: _Slot) -> np.ndarray:
     """``(y, x)``: every mask layer of ``slot`` holds a value."""
-    present = np.ones(slot.present.shape, dtype=bool)
+    present = _layers_ok(options, slot)
+    return np.ones(slot.present.shape, dtype=bool) if present is None else present
+
+
+def _layers_ok(options: LoadOptions, slot: _Slot) -> np.ndarray | None:
+    """``(y, x)``: every mask layer of ``slot`` holds a value; ``None`` without layers."""
+    present: np.ndarray | None = None
     for band in options.mask_layers:
-        present &= _has_value(band, slot.layers[band.id])
+        has = _has_value(band, slot.layers[band.id])
+        present = has if present is None else np.logical_and(present, has, out=present)
     return present
 
 
@@ -503,16 +505,13 @@ def _read_scene(
 
 
 def _settle(slot: _Slot, options: LoadOptions) -> None:
-    """``slot.present`` where every band and mask layer has a value; bands missing elsewhere."""
-    everywhere = complete_into(slot.data, int(NODATA), slot.present)
-    for band in options.mask_layers:
-        has = _has_value(band, slot.layers[band.id])
-        if everywhere and has.all():
-            continue
-        everywhere = False
-        np.logical_and(slot.present, has, out=slot.present)
-    if not everywhere:
-        slot.blank()
+    """``slot.present`` where every band and mask layer has a value; bands missing elsewhere.
+
+    The mask layers keep their values (a mask judges by its own layers).
+    """
+    layers = _layers_ok(options, slot)
+    none = np.empty((0, 0), dtype=bool)
+    settle_into(slot.data, none if layers is None else layers, int(NODATA), slot.present)
 
 
 def _read_mask_layers(

@@ -94,10 +94,11 @@ class Stack:
     def has_layers(self) -> np.ndarray:
         """``(time, y, x)`` bool: every mask layer has a value (all true without layers)."""
         t, _, ny, nx = self.data.shape
-        present = np.ones((t, ny, nx), dtype=bool)
+        present: np.ndarray | None = None
         for band_id, layer in self.layers.items():
-            present &= layer != missing_value(BANDS[band_id])
-        return present
+            has = layer != missing_value(BANDS[band_id])
+            present = has if present is None else np.logical_and(present, has, out=present)
+        return np.ones((t, ny, nx), dtype=bool) if present is None else present
 
     def for_mask(self) -> Stack:
         """The stack as a cloud mask sees it: :attr:`has_data` is where its own layers have values.

@@ -138,12 +138,14 @@ class SclMask:
         scl = stack.layers.get("SCL")
         if scl is None:
             raise InvalidInputError("The SCL mask needs a stack loaded with its SCL layer.")
-        clear = np.empty(scl.shape, dtype=bool)
-        rejected = np.empty(scl.shape, dtype=bool)
-        _verdict(scl, stack.has_data, self._valid, clear, rejected)
-        if radius_pixels(self.opening_m, pixel_size_m) or radius_pixels(
+        cleaned = radius_pixels(self.opening_m, pixel_size_m) or radius_pixels(
             self.dilation_m, pixel_size_m
-        ):
+        )
+        clear = np.empty(scl.shape, dtype=bool)
+        # the rejected observations only feed the clean-up
+        rejected = np.empty(scl.shape if cleaned else (0, 0, 0), dtype=bool)
+        _verdict(scl, stack.has_data, self._valid, clear, rejected)
+        if cleaned:
             kept = self.cleanup(rejected, scl, pixel_size_m)
             clear |= rejected  # every observation with data and a class
             clear &= ~kept
@@ -179,9 +181,11 @@ def _verdict(
 ) -> None:
     """Per observation with data and a class: ``clear`` if the class is valid, else ``rejected``.
 
-    One pass over the stack instead of a boolean temporary per step.
+    One pass over the stack instead of a boolean temporary per step; an empty ``rejected`` is
+    not written.
     """
     nt, ny, nx = scl.shape
+    track = rejected.size > 0
     for t in range(nt):
         for y in range(ny):
             for x in range(nx):
@@ -189,4 +193,5 @@ def _verdict(
                 here = has_data[t, y, x] and cls != NO_DATA
                 good = valid[cls]
                 clear[t, y, x] = here and good
-                rejected[t, y, x] = here and not good
+                if track:
+                    rejected[t, y, x] = here and not good

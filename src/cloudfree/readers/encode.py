@@ -127,29 +127,23 @@ def upsample_into(
 
 
 @numba.njit(cache=True, nogil=True)
-def complete_into(values: np.ndarray, nodata: int, present: np.ndarray) -> bool:
-    """``present[y, x]``: every band of ``values`` (``(band, y, x)``) has a value; whether all do.
+def settle_into(
+    values: np.ndarray, layers_ok: np.ndarray, nodata: int, present: np.ndarray
+) -> None:
+    """Set ``present`` (every band and layer has a value), blank the bands elsewhere.
 
-    Band by band over contiguous rows (vectorised), no boolean temporary per band.
+    ``values`` is ``(band, y, x)``; ``layers_ok`` the ``(y, x)`` where every mask layer has a
+    value, or empty (no layers). Row by row: each row's bands are checked band by band over
+    contiguous pixels and blanked while still in cache, one pass over the slot.
     """
     nb, ny, nx = values.shape
-    present[:] = True
-    for b in range(nb):
-        for y in range(ny):
-            for x in range(nx):
-                present[y, x] &= values[b, y, x] != nodata
+    check = layers_ok.size > 0
     for y in range(ny):
         for x in range(nx):
-            if not present[y, x]:
-                return False
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def blank_into(values: np.ndarray, present: np.ndarray, nodata: int) -> None:
-    """``values[:, y, x] = nodata`` wherever ``present[y, x]`` is false (``(band, y, x)``)."""
-    nb, ny, nx = values.shape
-    for y in range(ny):
+            present[y, x] = layers_ok[y, x] if check else True
+        for b in range(nb):
+            for x in range(nx):
+                present[y, x] &= values[b, y, x] != nodata
         for x in range(nx):
             if not present[y, x]:
                 for b in range(nb):
