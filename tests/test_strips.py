@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
+import rasterio
 import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
 from tests.job_options import mosaic_options
 
 import cloudfree
 from cloudfree.budget import STRIP_ROWS_MULTIPLE, UNIT_OVERHEAD_BYTES, stack_bytes, strip_rows
-from cloudfree.config import read_settings
+from cloudfree.config import ReadSettings, read_settings
 from cloudfree.errors import InvalidInputError
-from cloudfree.pipeline import build_request, dry_run
+from cloudfree.load import source_block_rows
+from cloudfree.pipeline import build_request, dry_run, plan, search
+from cloudfree.scene import BandAsset
 
 
 def test_a_tile_that_fits_is_one_strip():
@@ -76,3 +84,55 @@ def test_strips_bound_the_estimated_peak(archive, tmp_path, monkeypatch):
     fraction = dict(options, min_clear_fraction=0.5)
     kept = dry_run(build_request(**mosaic_options(archive, tmp_path / "a.zarr", **fraction)))
     assert kept.unit_peak_bytes == whole.unit_peak_bytes
+
+
+def test_strips_never_cut_a_source_block():
+    whole = stack_bytes(1024 * 1024, 24, 4, 1)
+    # 1024-row blocks (Sentinel-2's JPEG 2000, Earth Search's COGs): one strip, past the limit,
+    # rather than two that decode every block twice
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole - 1, block_rows=1024) == 1024
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole - 1, block_rows=512) == 512
+    # three strips of 384 rows would cut 256-row blocks: four of 256
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole // 2 - 1, block_rows=256) == 256
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole // 2 - 1, block_rows=None) == 384
+    # blocks shorter than the multiple change nothing; a tile that fits is one strip anyway
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole // 2 - 1, block_rows=64) == 384
+    assert strip_rows((1024, 1024), 0, 24, 4, 1, whole, block_rows=4096) == 1024
+
+
+def source_file(path, resolution, block):
+    profile = dict(
+        driver="GTiff", width=512, height=512, count=1, dtype="uint16", crs="EPSG:32633",
+        transform=Affine(resolution, 0, 500000, 0, -resolution, 6000000), tiled=True,
+        blockxsize=block, blockysize=block,
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((1, 512, 512), dtype=np.uint16))
+    return str(path)
+
+
+def test_the_sources_block_height_is_read_on_the_output_grid(tmp_path):
+    grid = GeoBox((1024, 1024), Affine(10, 0, 500000, 0, -10, 6000000), "EPSG:32633")
+    coarse = source_file(tmp_path / "b20.tif", 20, 512)
+    fine = source_file(tmp_path / "b10.tif", 10, 256)
+
+    def scene(href):
+        asset = BandAsset(href, 1e-4, 0.0, 0, 10)
+        return SimpleNamespace(bands={"B04": asset})
+
+    settings = ReadSettings()
+    assert source_block_rows([scene(coarse)], "B04", grid, settings) == 1024  # 512 x 20 m / 10 m
+    assert source_block_rows([scene(fine)], "B04", grid, settings) == 256
+    assert source_block_rows([scene(fine)], "B04", grid.zoom_out(2), settings) == 128
+    # unknown: no scene with the band, a Zarr array, a file that does not open
+    assert source_block_rows([scene(fine)], "B08", grid, settings) is None
+    assert source_block_rows([scene(str(tmp_path / "a.zarr/b04"))], "B04", grid, settings) is None
+    assert source_block_rows([scene(str(tmp_path / "absent.tif"))], "B04", grid, settings) is None
+
+
+def test_a_plan_knows_its_sources_block_height(archive, tmp_path):
+    for resolution, rows in ((10.0, 128), (20.0, 64)):  # the archive's COGs: 128 px blocks
+        request = build_request(
+            **mosaic_options(archive, tmp_path / "a.zarr", resolution=resolution)
+        )
+        assert plan(request, search(request)).block_rows == rows

@@ -151,13 +151,24 @@ def stack_bytes(pixels: int, days: int, bands: int, layers: int) -> int:
 
 
 def strip_rows(
-    tile_yx: tuple[int, int], halo: int, days: int, bands: int, layers: int, limit: int
+    tile_yx: tuple[int, int],
+    halo: int,
+    days: int,
+    bands: int,
+    layers: int,
+    limit: int,
+    block_rows: int | None = None,
 ) -> int:
     """Rows of a tile composited at once, so that the stack of each strip fits ``limit`` bytes.
 
     The whole tile when it fits; else the fewest equal strips that fit, their height rounded up
-    to :data:`STRIP_ROWS_MULTIPLE` rows (and never below it). Each strip is read with its own
-    halo, so a strip costs ``2 x halo`` rows more than its share.
+    to :data:`STRIP_ROWS_MULTIPLE` rows and to ``block_rows`` (the sources' block height on the
+    output grid, when known), and never below either: a strip shorter than a source block
+    decodes that block once per strip that cuts it (512-row strips of 1024-row blocks, as
+    Sentinel-2's JPEG 2000 and Earth Search's COGs have, decode everything twice), which costs
+    more than the memory of a taller strip. The limit is passed where it must be; the memory
+    check counts the strips as they are. Each strip is read with its own halo, so a strip costs
+    ``2 x halo`` rows more than its share.
     """
     ny, nx = tile_yx
     width = nx + 2 * halo
@@ -167,7 +178,7 @@ def strip_rows(
 
     if fits(ny):
         return ny
-    step = STRIP_ROWS_MULTIPLE
+    step = max(STRIP_ROWS_MULTIPLE, block_rows or 0)
     strips = 2
     while True:
         rows = -(-ny // strips)
@@ -177,9 +188,11 @@ def strip_rows(
         strips += 1
 
 
-def unit_strip_rows(unit: WorkUnit, halo: int, bands: int, layers: int, limit: int) -> int:
+def unit_strip_rows(unit: WorkUnit, job: Plan, bands: int, layers: int, limit: int) -> int:
     """:func:`strip_rows` of a work unit: the rows of its tile loaded and composited at once."""
-    return strip_rows(unit.geobox.shape.yx, halo, unit.solar_days, bands, layers, limit)
+    return strip_rows(
+        unit.geobox.shape.yx, job.halo, unit.solar_days, bands, layers, limit, job.block_rows
+    )
 
 
 def unit_peak_bytes(
@@ -218,7 +231,7 @@ def estimate_plan(
     for unit in todo:
         ny, nx = unit.geobox.shape.yx
         days = unit.solar_days
-        rows = unit_strip_rows(unit, job.halo, len(bands), len(mask_layers), stack_limit)
+        rows = unit_strip_rows(unit, job, len(bands), len(mask_layers), stack_limit)
         padded = (rows + 2 * job.halo) * (nx + 2 * job.halo)
         to_read += read_bytes(unit.geobox, unit.scenes, [*bands, *mask_layers], job.halo, pixel_m)
         to_write += ny * nx * out_bytes

@@ -124,6 +124,9 @@ class Plan:
     scenes: tuple[Scene, ...]
     halo: int = 0
     """Pixels loaded around each tile: the cloud mask's halo plus the method's margin."""
+    block_rows: int | None = None
+    """Height of the sources' blocks on the output grid, when known: a tile composited in row
+    strips cuts none (:func:`cloudfree.budget.strip_rows`)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -35,8 +36,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from cloudfree.access import ResolvedStore, redact_href, redact_message
 from cloudfree.bands import BANDS, Band, BandKind
 from cloudfree.config import ReadSettings
-from cloudfree.errors import InvalidInputError, ReadError
-from cloudfree.readers.datasets import forget
+from cloudfree.errors import CloudfreeError, InvalidInputError, ReadError
+from cloudfree.grid import pixel_size_metres
+from cloudfree.readers.datasets import borrowed_raster, forget
 from cloudfree.readers.encode import (
     lookup_into,
     reflectance_into,
@@ -722,6 +724,32 @@ def read_band(
     if isinstance(placed, Pasted) and not raw:
         return placed.materialise(geobox, categorical=categorical)
     return placed
+
+
+def source_block_rows(
+    scenes: Sequence[Scene], band_id: str, geobox: GeoBox, settings: ReadSettings
+) -> int | None:
+    """Height of the blocks of ``band_id``'s files on ``geobox``'s pixels, or ``None``.
+
+    Read from the header of the first scene's file (its handle stays open for the reads that
+    follow); scenes of one collection share their blocks. ``None`` where it cannot be known
+    here: Zarr arrays, no scene with the band, or a file that does not open or a store without
+    its credentials (a best guess for the strips: the reads report the failure, with retries).
+    """
+    asset = next((s.bands[band_id] for s in scenes if band_id in s.bands), None)
+    if asset is None or is_zarr_href(asset.href):
+        return None
+    try:
+        with (
+            rasterio.Env(**settings.gdal_options),
+            _read_env(_Stores().get(asset), {}),
+            borrowed_raster(gdal_href(asset)) as src,
+        ):
+            rows = src.dataset.block_shapes[0][0]
+            source_m = pixel_size_metres(src.geobox)
+    except (RasterioError, OSError, CloudfreeError):
+        return None
+    return max(1, math.ceil(rows * source_m / pixel_size_metres(geobox) - 1e-6))
 
 
 def gdal_href(asset: BandAsset) -> str:

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -73,7 +73,13 @@ from cloudfree.grid import (
     pixel_size_metres,
     utm_crs_for,
 )
-from cloudfree.load import LoadOptions, load_mask_first, load_stack, reused_stack_memory
+from cloudfree.load import (
+    LoadOptions,
+    load_mask_first,
+    load_stack,
+    reused_stack_memory,
+    source_block_rows,
+)
 from cloudfree.masks import CloudMask, make_mask
 from cloudfree.options import check_run_flags, merged_options, with_mask_config
 from cloudfree.parallel import KERNEL_LOCK
@@ -530,7 +536,7 @@ def check_assets(
 def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
     """Stage 2: the output grid, its tiles, the periods and the work units."""
     geobox = area_geobox(request.query.aoi, request.crs, request.resolution)
-    return make_plan(
+    job = make_plan(
         aoi=request.query.aoi,
         geobox=geobox,
         periods=request.period.split(request.query.timerange),
@@ -539,6 +545,10 @@ def plan(request: MosaicRequest, scenes: Sequence[Scene]) -> Plan:
         halo=context_pixels(request.mask.halo_m(), pixel_size_metres(geobox))
         + context_pixels(request.compositor.context_m(), pixel_size_metres(geobox)),
     )
+    if request.loader is not load_stack or not request.load.bands:
+        return job  # a cube's tiles are read by its chunks
+    first = request.load.bands[0].id
+    return replace(job, block_rows=source_block_rows(scenes, first, geobox, request.settings))
 
 
 def fingerprint(request: MosaicRequest, job: Plan) -> dict[str, object]:
@@ -613,7 +623,7 @@ def composite_unit(request: MosaicRequest, job: Plan, unit: WorkUnit) -> Composi
     """
     ny = unit.geobox.shape.y
     layers = len(request.load.mask_layers)
-    rows = unit_strip_rows(unit, job.halo, len(request.load.bands), layers, request.stack_limit)
+    rows = unit_strip_rows(unit, job, len(request.load.bands), layers, request.stack_limit)
     if rows >= ny:
         return _composite_window(request, job, unit.geobox, unit)
     parts = [
