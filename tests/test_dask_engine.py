@@ -7,6 +7,7 @@ import pickle
 import signal
 import threading
 import time
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -24,6 +25,8 @@ from cloudfree.config import FORWARDED_PREFIXES
 from cloudfree.engine import EngineSpec, ThreadEngine, engine_spec, run_units
 from cloudfree.engine.dask_engine import WorkerSetup, worker_environment
 from cloudfree.errors import InvalidInputError, RunFailedError
+from cloudfree.pipeline import UnitRunner, build_request, plan, search
+from cloudfree.sources.base import SearchedElsewhere
 from cloudfree.store.manifest import Manifest
 
 options = partial(mosaic_options, dates=("2021-11-01", "2021-12-31"))
@@ -240,6 +243,30 @@ def test_signer_pickles_without_tokens_or_lock():
     assert copy.token_url == signer.token_url and copy._tokens == {}
     assert b"secret-token" not in pickle.dumps(signer)
     copy.invalidate("https://account.blob.core.windows.net/container/x.tif")  # a working lock
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """A STAC API source whose URL carries a token, as some providers hand them out."""
+
+    url: str = "https://stac.example.invalid/v1?token=stac-url-token"
+    description: str = "a STAC API with a token"
+
+    def search(self, query):
+        raise AssertionError("not searched here")
+
+
+def test_a_unit_task_ships_without_the_source_that_may_hold_a_token(archive, tmp_path):
+    searched = build_request(**options(archive, tmp_path / "a.zarr"))
+    job = plan(searched, search(searched))
+    request = replace(searched, source=TokenSource())
+    shipped = pickle.dumps(UnitRunner(request, job))
+    assert b"stac-url-token" not in shipped
+    worker = pickle.loads(shipped)
+    assert isinstance(worker.request.source, SearchedElsewhere)
+    assert worker.request.out == request.out and worker.job.geobox == job.geobox
+    with pytest.raises(RuntimeError, match="cannot search"):
+        worker.request.source.search(request.query)
 
 
 def test_s2cloudless_mask_pickles_without_its_model():

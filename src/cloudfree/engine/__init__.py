@@ -278,10 +278,11 @@ def open_engine(
 class ShippedUnitTask:
     """Base of what an engine runs for every unit: picklable without the read settings.
 
-    Subclasses hold ``request`` (a frozen dataclass with a ``settings`` field) and ``job`` (a
-    frozen plan with ``units`` and ``scenes``). A Dask worker gets it once: the request without
-    its read settings, which may hold secrets (an HTTP header in ``CLOUDFREE_GDAL_*``), and the
-    plan without its units and scenes, which each unit brings. The worker reads its own
+    Subclasses hold ``request`` (a frozen dataclass with ``settings`` and ``source`` fields) and
+    ``job`` (a frozen plan with ``units`` and ``scenes``). A Dask worker gets it once: the request
+    without its read settings, which may hold secrets (an HTTP header in ``CLOUDFREE_GDAL_*``),
+    and without its source (a STAC API's URL or headers may hold a token), and the plan without
+    its units and scenes, which each unit brings. The worker reads its own
     settings, set by the engine's worker plugin (:mod:`cloudfree.engine.dask_engine`).
     """
 
@@ -290,9 +291,11 @@ class ShippedUnitTask:
 
     def __getstate__(self) -> dict[str, object]:
         from cloudfree.config import ReadSettings
+        from cloudfree.sources.base import SearchedElsewhere
 
+        # without its source either: a STAC API's URL or headers may hold a token
         return {
-            "request": replace(self.request, settings=ReadSettings()),
+            "request": replace(self.request, settings=ReadSettings(), source=SearchedElsewhere()),
             "job": replace(self.job, units=(), scenes=()),
         }
 

@@ -46,3 +46,18 @@ class Source(Protocol):
     def search(self, query: SearchQuery) -> list[Scene]:
         """Scenes matching ``query``, in time order; an empty list when nothing matches."""
         ...
+
+
+@dataclass(frozen=True)
+class SearchedElsewhere:
+    """A request's source where the search already ran: what a Dask worker's request holds.
+
+    A source may hold a token (in a STAC API's URL or headers); the work units bring their
+    scenes, so the source never travels with the tasks.
+    """
+
+    description: str = "the catalog searched by the client"
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Refused: a worker does not search."""
+        raise RuntimeError("a work unit's request cannot search: its scenes come with the unit")
