@@ -10,6 +10,7 @@ from odc.geo.xr import ODCExtension  # noqa: F401 - registers .odc
 
 import cloudfree
 from cloudfree.catalog.validation import validate_stac_tree
+from cloudfree.errors import InvalidInputError
 from cloudfree.testing.evaluate import composite_errors
 
 START, END = "2021-11-01", "2022-04-30"
@@ -174,6 +175,24 @@ def test_cog_per_period_in_request_order(archive, tmp_path):
         stored = ds.nir.isel(time=index).values
         decoded = np.where(nir == -32768, np.nan, nir * 1e-4)
         np.testing.assert_allclose(decoded, stored, equal_nan=True)
+
+
+def test_cog_compression_is_a_choice_with_the_same_pixels(archive, tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    pixels = {}
+    for codec in ("deflate", "zstd"):
+        cogs = tmp_path / codec
+        run(archive, tmp_path, name=codec, bands=["red"], cog_dir=str(cogs), cog_compression=codec)
+        (path,) = cogs.iterdir()
+        assert cog_validate(str(path))[0]
+        with rasterio.open(path) as src:
+            assert src.compression.name == codec and src.overviews(1)
+            assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"
+            pixels[codec] = src.read()
+    np.testing.assert_array_equal(pixels["deflate"], pixels["zstd"])
+    with pytest.raises(InvalidInputError, match=r"--cog-compression .lzma. .*deflate, zstd"):
+        run(archive, tmp_path, name="lzma", cog_dir=str(tmp_path / "x"), cog_compression="lzma")
 
 
 def test_stac_output_validates_and_points_at_the_outputs(scl_median):

@@ -89,7 +89,7 @@ from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
-from cloudfree.store.cog import RunCogs, write_period_cog
+from cloudfree.store.cog import COG_CODECS, DEFAULT_COG_CODEC, RunCogs, write_period_cog
 from cloudfree.store.manifest import Manifest
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
@@ -170,6 +170,8 @@ class MosaicRequest:
     """Where the units run: threads here (default) or a Dask cluster."""
     memory_limit: int | None = None
     """Bytes one worker may use (``--memory-limit``); default the cluster's or the machine's."""
+    cog_compression: str = DEFAULT_COG_CODEC
+    """The COGs' codec (a key of :data:`~cloudfree.store.cog.COG_CODECS`)."""
 
     @property
     def encoding(self) -> ValueEncoding:
@@ -248,6 +250,7 @@ def build_request(
     preset: str | None = None,
     period: str | None = None,
     cog_dir: str | None = None,
+    cog_compression: str = DEFAULT_COG_CODEC,
     catalog_dir: str | None = None,
     quicklook: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -335,6 +338,11 @@ def build_request(
     # Local outputs become absolute so STAC hrefs resolve wherever the catalog is read from.
     out = location.absolute(out)
     cog_dir = location.absolute(cog_dir) if cog_dir else None
+    if cog_compression not in COG_CODECS:
+        raise InvalidInputError(
+            f"--cog-compression {cog_compression!r} is not a COG codec here; use one of "
+            f"{', '.join(COG_CODECS)} (deflate, the default, is read by every TIFF reader)."
+        )
     catalog = location.absolute(catalog_dir) if catalog_dir else default_catalog_dir(out)
     check_run_flags(resume=resume, overwrite=overwrite, limit=limit)
     if resume:
@@ -372,6 +380,7 @@ def build_request(
         period=parse_period(period_text),
         out=out,
         cog_dir=cog_dir,
+        cog_compression=cog_compression,
         catalog_dir=catalog,
         quicklook=quicklook,
         chunk_size=chunk_size,
@@ -789,7 +798,15 @@ def finish(
         written = staged.results()
     elif cogs:
         written = [
-            write_period_cog(store, job, request.band_names, index, url, request.encoding)
+            write_period_cog(
+                store,
+                job,
+                request.band_names,
+                index,
+                url,
+                request.encoding,
+                codec=request.cog_compression,
+            )
             for index, url in enumerate(cogs)
         ]
     outputs: list[PeriodOutput] = []
@@ -995,6 +1012,7 @@ def run(
                     cog_urls(request, job),
                     request.encoding,
                     finished_before=finished,
+                    codec=request.cog_compression,
                 )
             handed = staged.unit_finished if staged and engine.in_process else None
             try:

@@ -154,6 +154,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option("--cog", "cog_dir", default=None, help="Folder for one multi-band COG per period.")
 @click.option(
+    "--cog-compression",
+    type=click.Choice(["deflate", "zstd"]),
+    default="deflate",
+    show_default=True,
+    help="The COGs' codec: deflate is read by every TIFF reader; zstd writes about 3x faster "
+    "and reads faster, 8% larger, read by GDAL 2.3+ (QGIS, rasterio, titiler) and geotiff.js.",
+)
+@click.option(
     "--catalog",
     "catalog_dir",
     default=None,
