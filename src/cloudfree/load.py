@@ -60,6 +60,7 @@ from cloudfree.stack import (
     VALUE_MIN,
     Stack,
     layer_dtype,
+    layers_present,
     missing_value,
 )
 
@@ -459,24 +460,10 @@ def _read_layer(
     return True
 
 
-def _has_value(band: Band, layer: np.ndarray) -> np.ndarray:
-    """Where a layer in its stack encoding holds a value."""
-    return layer != missing_value(band)
-
-
-def _has_layers(options: LoadOptions, slot: _Slot) -> np.ndarray:
-    """``(y, x)``: every mask layer of ``slot`` holds a value."""
-    present = _layers_ok(options, slot)
+def _has_layers(slot: _Slot) -> np.ndarray:
+    """``(y, x)``: every mask layer of ``slot`` holds a value (all true without layers)."""
+    present = layers_present(slot.layers)
     return np.ones(slot.present.shape, dtype=bool) if present is None else present
-
-
-def _layers_ok(options: LoadOptions, slot: _Slot) -> np.ndarray | None:
-    """``(y, x)``: every mask layer of ``slot`` holds a value; ``None`` without layers."""
-    present: np.ndarray | None = None
-    for band in options.mask_layers:
-        has = _has_value(band, slot.layers[band.id])
-        present = has if present is None else np.logical_and(present, has, out=present)
-    return present
 
 
 def _read_scene(
@@ -511,7 +498,7 @@ def _settle(slot: _Slot, options: LoadOptions) -> None:
 
     The mask layers keep their values (a mask judges by its own layers).
     """
-    layers = _layers_ok(options, slot)
+    layers = layers_present(slot.layers)
     none = np.empty((0, 0), dtype=bool)
     settle_into(slot.data, none if layers is None else layers, int(NODATA), slot.present)
 
@@ -571,7 +558,7 @@ def _load_day(
             for values, more in zip(slot.data, scratch.data, strict=True):
                 np.copyto(values, more, where=take)
             # the layers with the bands; where no scene has data, from the first with layers
-            layers_take = take | (_has_layers(options, scratch) & ~_has_layers(options, slot))
+            layers_take = take | (_has_layers(scratch) & ~_has_layers(slot))
             for band_id, layer in slot.layers.items():
                 np.copyto(layer, scratch.layers[band_id], where=layers_take)
             np.logical_or(slot.present, take, out=slot.present)

@@ -89,7 +89,7 @@ from cloudfree.sources import SearchQuery, Source, select_source
 from cloudfree.sources.cube import CubeSource, open_cube_source
 from cloudfree.stack import ENCODINGS, NODATA, Stack, ValueEncoding
 from cloudfree.store import location
-from cloudfree.store.cog import COG_CODECS, DEFAULT_COG_CODEC, RunCogs, write_period_cog
+from cloudfree.store.cog import COG_CODECS, DEFAULT_COG_CODEC, RunCogs
 from cloudfree.store.manifest import Manifest
 from cloudfree.store.quicklook import quicklook_png
 from cloudfree.store.zarr_store import MosaicStore, create_store
@@ -789,26 +789,11 @@ def finish(
 ) -> tuple[tuple[str, ...], str | None]:
     """Stage 5: consolidate the store, write COGs, quick-looks and the STAC collection.
 
-    ``staged`` holds the COGs staged while the units ran (every COG is made here otherwise).
+    ``staged`` holds the run's COGs, staged while its units ran (``None`` without ``--cog``).
     """
     store.finish()
     cogs: list[str] = cog_urls(request, job) if request.cog_dir else []
-    written: list[tuple[str, int]] = []
-    if staged is not None:
-        written = staged.results()
-    elif cogs:
-        written = [
-            write_period_cog(
-                store,
-                job,
-                request.band_names,
-                index,
-                url,
-                request.encoding,
-                codec=request.cog_compression,
-            )
-            for index, url in enumerate(cogs)
-        ]
+    written = staged.results() if staged is not None else []
     outputs: list[PeriodOutput] = []
     for index, period in enumerate(job.periods):
         cog_url: str | None = None

@@ -46,6 +46,15 @@ def missing_value(band: Band) -> int:
     return int(PROBABILITY_NODATA)
 
 
+def layers_present(layers: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Where every mask layer (by band id) holds a value, as a new array; ``None`` without any."""
+    present: np.ndarray | None = None
+    for band_id, layer in layers.items():
+        has = layer != missing_value(BANDS[band_id])
+        present = has if present is None else np.logical_and(present, has, out=present)
+    return present
+
+
 @dataclass(frozen=True)
 class Stack:
     """All observations of one tile for one period, one layer per solar day."""
@@ -94,10 +103,7 @@ class Stack:
     def has_layers(self) -> np.ndarray:
         """``(time, y, x)`` bool: every mask layer has a value (all true without layers)."""
         t, _, ny, nx = self.data.shape
-        present: np.ndarray | None = None
-        for band_id, layer in self.layers.items():
-            has = layer != missing_value(BANDS[band_id])
-            present = has if present is None else np.logical_and(present, has, out=present)
+        present = layers_present(self.layers)
         return np.ones((t, ny, nx), dtype=bool) if present is None else present
 
     def for_mask(self) -> Stack:
