@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import textwrap
+import threading
 from datetime import date
 
 import numpy as np
@@ -27,6 +28,7 @@ from cloudfree.masks import (
     parse_option_pairs,
 )
 from cloudfree.masks.morphology import dilate, erode, opening
+from cloudfree.parallel import KERNEL_LOCK
 from cloudfree.pipeline import clear_enough
 from cloudfree.stack import NODATA, PROBABILITY_NODATA, Stack
 
@@ -95,6 +97,28 @@ def test_opening_drops_specks_and_keeps_blobs():
     assert not opened[0, :35].any()
     assert opened[0, 42:53, 7:23].all()  # only the blob's corners are rounded off
     assert not (opened & ~mask).any()
+
+
+def test_morphology_waits_for_the_kernel_lock():
+    # numba releases the GIL for a parallel region, so two tiles' masks could launch their
+    # kernels at once (numba's workqueue layer aborts the process on that)
+    mask = np.zeros((2, 64, 64), dtype=bool)
+    mask[:, 32, 32] = True
+    dilate(mask, 2)  # compiled before the lock is taken
+    result = {}
+    finished = threading.Event()
+
+    def run() -> None:
+        result["mask"] = dilate(mask, 2)
+        finished.set()
+
+    with KERNEL_LOCK:
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert not finished.wait(0.3), "dilate launched its kernel without KERNEL_LOCK"
+    worker.join(timeout=60)
+    assert finished.is_set()
+    assert result["mask"].sum() == 2 * 13  # a disk of radius 2 around each marked pixel
 
 
 # -- the registry ------------------------------------------------------------------------------

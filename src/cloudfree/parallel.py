@@ -5,7 +5,7 @@ Python threads, and concurrent launches would oversubscribe the CPUs (OpenMP) or
 (numba's ``workqueue`` threading layer, used where neither TBB nor OpenMP is available, does not
 allow them). So every launch of a ``parallel=True`` kernel from code that tiles may run
 concurrently holds :data:`KERNEL_LOCK`; the rest of a tile's work (reading, decoding, writing)
-still overlaps.
+still overlaps. The GIL does not keep launches apart: numba releases it for a parallel region.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import math
 import numba
 import numpy as np
 
+from cloudfree.parallel import KERNEL_LOCK
+
 
 def radius_pixels(metres: float, pixel_size_m: float) -> float:
     """A distance in metres as a (fractional) radius in pixels of ``pixel_size_m``."""
@@ -45,7 +47,8 @@ def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     if r == 0:
         return mask.copy()
     widths = disk_half_widths(radius)
-    return _dilate(_layers(mask), widths).reshape(mask.shape)
+    with KERNEL_LOCK:
+        return _dilate(_layers(mask), widths).reshape(mask.shape)
 
 
 def erode(mask: np.ndarray, radius: float) -> np.ndarray:
