@@ -11,7 +11,9 @@ One run, same inputs, same outputs:
 - the output grid: the tile's own grid (EPSG:32629, 10 m, ``--size`` square), so no contender
   needs to warp the 10 m bands;
 - contenders, each in its own subprocess (wall time measured inside it after imports, peak
-  memory = the process's maximum resident set, its own and its children's):
+  memory = the process's maximum resident set, its own and its children's), each run
+  ``--repeat`` times (3) and reported by the median of its runs, so one busy moment of a shared
+  machine does not decide a ratio:
 
   1. ``cloudfree``: ``cloudfree.mosaic`` median (and 0.25 quantile), SCL mask with the default
      classes (2, 4, 5, 6) and *no* clean-up (so it can be compared with the xarray version pixel
@@ -33,9 +35,10 @@ One run, same inputs, same outputs:
 Prints a Markdown table and PASS/MISS against the targets; ``--out`` also writes it. Exits 1 only
 when the cloudfree and odc-stac results disagree (missed speed targets are reported, not fatal).
 
-Run with ``python benchmarks/end_to_end.py`` (``make bench-e2e``); ``--size 512 --dates 4`` for a
-quick check. ``--engine-option KEY=VALUE`` passes extra keyword arguments to ``cloudfree.mosaic``
-(e.g. an engine), ``--workers`` is its ``threads=`` and the Dask thread count of odc-stac.
+Run with ``python benchmarks/end_to_end.py`` (``make bench-e2e``); ``--size 512 --dates 4
+--repeat 1`` for a quick check. ``--engine-option KEY=VALUE`` passes extra keyword arguments to
+``cloudfree.mosaic`` (e.g. an engine), ``--workers`` is its ``threads=`` and the Dask thread
+count of odc-stac.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -234,6 +238,34 @@ class Run:
     info: dict[str, Any] = field(default_factory=dict)
     server: dict[str, float] = field(default_factory=dict)
     """The HTTP server's CPU seconds, requests and MB sent during the run."""
+    attempts: list[dict[str, float]] = field(default_factory=list)
+    """Each repetition's figures; the fields above are their medians."""
+
+    def figures(self) -> dict[str, float]:
+        """This run's wall, CPU, process time, peak and server figures, by name."""
+        assert self.wall is not None and self.cpu is not None
+        assert self.total is not None and self.peak_mb is not None
+        out = {"wall": self.wall, "cpu": self.cpu, "total": self.total, "peak_mb": self.peak_mb}
+        out.update({f"server_{k}": v for k, v in self.server.items()})
+        return out
+
+    def keep_medians(self) -> None:
+        """Set every figure to its median over :attr:`attempts`."""
+        median = {k: statistics.median(a[k] for a in self.attempts) for k in self.attempts[0]}
+        self.wall, self.cpu = median["wall"], median["cpu"]
+        self.total, self.peak_mb = median["total"], median["peak_mb"]
+        self.server = {k[len("server_") :]: v for k, v in median.items() if k.startswith("server_")}
+
+    def spread(self) -> str:
+        """The range of the repetitions' wall and CPU times (empty for a single run)."""
+        if len(self.attempts) < 2:
+            return ""
+        walls = [a["wall"] for a in self.attempts]
+        cpus = [a["cpu"] for a in self.attempts]
+        return (
+            f"{len(walls)} runs: wall {min(walls):.1f}-{max(walls):.1f} s, "
+            f"CPU {min(cpus):.1f}-{max(cpus):.1f} s"
+        )
 
 
 class ServerMeter:
@@ -630,9 +662,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="sample the cloudfree median run (all threads) with py-spy into this raw file",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of every contender, each in a fresh process; the report gives medians (3)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="per contender, seconds")
     parser.add_argument("--out", type=Path, help="also write the report here (Markdown)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.contender:
         return child_main(args.contender)
 
@@ -655,8 +695,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def add(label: str, kind: str, workers: int = args.workers, **params: Any) -> Run:
             out = work / label.replace(" ", "-").replace(",", "")
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
             p = {**base, "kind": kind, "grid": grid, "area": str(area), "out": str(out)}
             p.update(params, workers=workers)
             if kind == "cloudfree":
@@ -665,7 +703,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             # a contender on fewer cores shares them with the server, as every other one does
             meter.pin(range(params.get("cores") or os.cpu_count() or 1))
             try:
-                meter.measure(run, lambda: run_child(run, workers, args.timeout))
+                for _ in range(args.repeat):
+                    shutil.rmtree(out, ignore_errors=True)  # every repetition writes anew
+                    out.mkdir(parents=True)
+                    meter.measure(run, lambda: run_child(run, workers, args.timeout))
+                    if run.error:
+                        break
+                    run.attempts.append(run.figures())
+                else:
+                    run.keep_medians()
             finally:
                 meter.pin(range(os.cpu_count() or 1))
             runs.append(run)
@@ -765,7 +811,9 @@ def report(
         "CPU is not in it, but its own column: its process's CPU seconds and the requests it "
         "answered during the contender's run). Process: the whole subprocess including "
         "interpreter start and imports. Peak: the process's maximum resident set (VmHWM). "
-        "Each contender runs in a fresh process, one after the other. Mask: SCL classes 2, 4, "
+        "Each contender runs in a fresh process, one after the other; every figure is the "
+        f"median of {args.repeat} such run(s) of it (the notes give the range of wall and CPU "
+        "times). Mask: SCL classes 2, 4, "
         "5, 6 with no clean-up in both (cloudfree's default clean-up, an opening and a "
         "dilation, has no one-line xarray equivalent), so the results are comparable pixel for "
         "pixel.",
@@ -794,7 +842,10 @@ def report(
         if ref and ref.wall and ref.cpu and ref.peak_mb and same:
             speed, speed_cpu = ref.wall / run.wall, ref.cpu / run.cpu
             mem = run.peak_mb / ref.peak_mb
-        note = ", ".join(f"{k} {v}" for k, v in run.info.items() if k not in ("cog",))
+        note = ", ".join(
+            [f"{k} {v}" for k, v in run.info.items() if k not in ("cog",)]
+            + ([run.spread()] if run.spread() else [])
+        )
         served = f"{run.server['cpu']:.1f} / {run.server['requests']:,.0f}" if run.server else "-"
         table.append(
             f"| {run.label} | {run.wall:.1f} | {run.cpu:.1f} | {run.total:.1f} | "

@@ -20,7 +20,7 @@ def test_harness_runs_and_the_outputs_agree(tmp_path):
     # every process; the harness compares the stores and the COGs the same way for both.
     command = [sys.executable, str(HARNESS), "--size", "256", "--dates", "4"]
     command += ["--methods", "quantile", "--skip", "scaling", "--cache", str(tmp_path / "cache")]
-    command += ["--work", str(tmp_path / "work"), "--out", str(out)]
+    command += ["--work", str(tmp_path / "work"), "--out", str(out), "--repeat", "2"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     printed = done.stdout
     assert done.returncode == 0, printed + done.stderr
@@ -29,6 +29,8 @@ def test_harness_runs_and_the_outputs_agree(tmp_path):
     rows = {line.split(" | ")[0][2:]: line for line in table[1:]}
     assert set(rows) == {"floor", "cloudfree quantile", "odc-stac quantile"}
     assert not any("FAILED" in row for row in rows.values())
+    # every contender ran twice and is reported by its median, with the range beside it
+    assert all("2 runs: wall " in row for row in rows.values()), table
     agreement = [line for line in printed.splitlines() if line.startswith("- agree")]
     # four bands in the Zarr stores, the two COGs, cloudfree's COG against its store
     assert len(agreement) == 6, printed
