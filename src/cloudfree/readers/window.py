@@ -300,14 +300,16 @@ def _upsample(
     out = _empty(geobox, categorical=categorical)
     if y1 <= y0 or x1 <= x0:
         return out
+    if categorical:  # classes on the source pixels, then spread straight into place
+        classes = np.empty(block.shape, dtype=np.uint8)
+        classes_into(block, src_nodata, classes)
+        upsample_into(classes, fy, fx, oy + y0, ox + x0, out[y0:y1, x0:x1])
+        return out
     piece = np.empty((y1 - y0, x1 - x0), dtype=block.dtype)
     upsample_into(block, fy, fx, oy + y0, ox + x0, piece)
-    if categorical:
-        classes_into(piece, src_nodata, out[y0:y1, x0:x1])
-    else:
-        values = piece.astype(np.float32)
-        values[piece == src_nodata] = np.nan
-        out[y0:y1, x0:x1] = values
+    values = piece.astype(np.float32)
+    values[piece == src_nodata] = np.nan
+    out[y0:y1, x0:x1] = values
     return out
 
 
