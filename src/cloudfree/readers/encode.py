@@ -106,7 +106,7 @@ def upsample_into(
     block's top-left corner. Each source row is spread once; the output rows it covers after
     the first are copies (no division per pixel). A row is spread as a head (the rest of the
     source pixel the window starts in), whole source pixels each written ``factor_x`` times
-    without a counter (a loop the compiler vectorises: 4.4 Gpx/s against 2.0 with one), and a
+    without a counter (a loop the compiler vectorises: about 4 Gpx/s against 2 with one), and a
     tail.
     """
     ny, nx = out.shape
