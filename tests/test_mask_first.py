@@ -98,6 +98,8 @@ def test_bands_are_read_in_the_blocks_with_a_clear_pixel_only(tmp_path, monkeypa
     expected[:halo] = expected[GRID.shape.y - halo :] = False
     np.testing.assert_array_equal(read, expected)
     np.testing.assert_array_equal(stack.data[0][:, read], whole.data[0][:, read])
+    # where the day has data: as read whole inside the windows, nowhere else
+    np.testing.assert_array_equal(stack.has_values[0], whole.has_values[0] & read)
     np.testing.assert_array_equal(verdict, scl_mask(whole.for_mask()))
 
 

@@ -209,7 +209,7 @@ def load_mask_first(
                 for b, band in enumerate(options.bands):
                     out = values[b, rows, cols]
                     _read_layer(scene, band, window, options.resampling, settings, stores, out)
-        _settle(slot, options)
+        _settle(slot, options, windows)  # no-data outside the windows: absent there
 
     _each(settings, bands_where_clear, range(len(kept)))
     return stack, clear
@@ -493,14 +493,23 @@ def _read_scene(
     return True
 
 
-def _settle(slot: _Slot, options: LoadOptions) -> None:
+def _settle(
+    slot: _Slot, options: LoadOptions, windows: Sequence[tuple[slice, slice]] | None = None
+) -> None:
     """``slot.present`` where every band and mask layer has a value; bands missing elsewhere.
 
-    The mask layers keep their values (a mask judges by its own layers).
+    The mask layers keep their values (a mask judges by its own layers). With ``windows`` (the
+    only places bands were read, no-data elsewhere) the rest is known absent without a look.
     """
     layers = layers_present(slot.layers)
     none = np.empty((0, 0), dtype=bool)
-    settle_into(slot.data, none if layers is None else layers, int(NODATA), slot.present)
+    if windows is None:
+        settle_into(slot.data, none if layers is None else layers, int(NODATA), slot.present)
+        return
+    slot.present[...] = False
+    for rows, cols in windows:
+        ok = none if layers is None else layers[rows, cols]
+        settle_into(slot.data[:, rows, cols], ok, int(NODATA), slot.present[rows, cols])
 
 
 def _read_mask_layers(
