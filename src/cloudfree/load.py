@@ -209,7 +209,7 @@ def load_mask_first(
                 for b, band in enumerate(options.bands):
                     out = values[b, rows, cols]
                     _read_layer(scene, band, window, options.resampling, settings, stores, out)
-        _settle(slot, options, windows)  # no-data outside the windows: absent there
+        _settle(slot, windows)  # no-data outside the windows: absent there
 
     _each(settings, bands_where_clear, range(len(kept)))
     return stack, clear
@@ -489,27 +489,28 @@ def _read_scene(
     if not touched or not _read_mask_layers(geobox, scene, options, settings, stores, slot):
         slot.clear(options)
         return False
-    _settle(slot, options)
+    _settle(slot)
     return True
 
 
-def _settle(
-    slot: _Slot, options: LoadOptions, windows: Sequence[tuple[slice, slice]] | None = None
-) -> None:
+def _settle(slot: _Slot, windows: Sequence[tuple[slice, slice]] | None = None) -> None:
     """``slot.present`` where every band and mask layer has a value; bands missing elsewhere.
 
     The mask layers keep their values (a mask judges by its own layers). With ``windows`` (the
     only places bands were read, no-data elsewhere) the rest is known absent without a look.
     """
-    layers = layers_present(slot.layers)
-    none = np.empty((0, 0), dtype=bool)
     if windows is None:
-        settle_into(slot.data, none if layers is None else layers, int(NODATA), slot.present)
-        return
-    slot.present[...] = False
+        windows = [(slice(None), slice(None))]
+    else:
+        slot.present[...] = False
     for rows, cols in windows:
-        ok = none if layers is None else layers[rows, cols]
+        layers = layers_present({k: layer[rows, cols] for k, layer in slot.layers.items()})
+        ok = _NO_LAYERS if layers is None else layers
         settle_into(slot.data[:, rows, cols], ok, int(NODATA), slot.present[rows, cols])
+
+
+_NO_LAYERS = np.empty((0, 0), dtype=bool)
+"""What :func:`~cloudfree.readers.encode.settle_into` takes for "no mask layers"."""
 
 
 def _read_mask_layers(
