@@ -21,7 +21,7 @@ from cloudfree.readers.encode import (
     whole_shift,
 )
 from cloudfree.readers.warp import warp_window
-from cloudfree.readers.window import Pasted, place_window, place_window_raw, tight_window
+from cloudfree.readers.window import Pasted, aligned_read, place_window, place_window_raw
 from cloudfree.scene import BandAsset
 from cloudfree.stack import NODATA, VALUE_MAX, VALUE_MIN
 
@@ -47,33 +47,35 @@ def values(shape: tuple[int, int], *, categorical: bool, seed: int = 3) -> np.nd
 
 def both_paths(
     data: np.ndarray, src: GeoBox, tile: GeoBox, resampling: str, categorical: bool
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the readers' result, the warp of the padded window as before the fast paths)."""
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(the readers' result, the warp of the padded window as before the fast paths).
+
+    ``None`` where the read finds no overlap (the readers' "scene misses the tile").
+    """
     roi = compute_reproject_roi(src, tile, padding=2)
-    if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-        return None
-    rows, cols = roi.roi_src
-    padded = slice(rows.start, rows.stop), slice(cols.start, cols.stop)
-    warped = warp_window(
-        data[padded],
-        src,
-        padded,
-        tile,
-        resampling,
-        categorical=categorical,
-        src_nodata=SRC_NODATA,
+    warped = None
+    if not (roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src)):
+        rows, cols = roi.roi_src
+        padded = slice(rows.start, rows.stop), slice(cols.start, cols.stop)
+        warped = warp_window(
+            data[padded],
+            src,
+            padded,
+            tile,
+            resampling,
+            categorical=categorical,
+            src_nodata=SRC_NODATA,
+        )
+    aligned = aligned_read(src, tile, "nearest" if categorical else resampling)
+    assert aligned is not None
+    if aligned.window is None:
+        return None, warped
+    placed = aligned.place(
+        data[aligned.window], tile, categorical=categorical, src_nodata=SRC_NODATA
     )
-    tight = tight_window(src, tile, roi, resampling, categorical=categorical)
-    got = place_window(
-        data[tight.roi_src],
-        src,
-        tile,
-        tight,
-        resampling,
-        categorical=categorical,
-        src_nodata=SRC_NODATA,
-    )
-    return got, warped
+    if isinstance(placed, Pasted):
+        return placed.materialise(tile, categorical=categorical), warped
+    return placed, warped
 
 
 CASES = [
@@ -101,35 +103,79 @@ def test_same_grid_windows_equal_the_warp(case, y0, x0, height, width):
     data = values(src.shape.yx, categorical=categorical)
     grid = GeoBox((1, 1), Affine(10, 0, 600_000, 0, -10, 5_900_020), CRS)
     tile = GeoBox((height, width), grid.affine * Affine.translation(x0, y0), CRS)
-    result = both_paths(data, src, tile, resampling, categorical)
-    if result is None:
+    got, warped = both_paths(data, src, tile, resampling, categorical)
+    if got is None:  # no overlap: the warp, if odc-geo's padding reached the source, has no data
+        assert warped is None or (warped == 0 if categorical else np.isnan(warped)).all()
         return
-    got, warped = result
+    assert warped is not None
     np.testing.assert_array_equal(got, warped)
+    # the padded window placed as the Zarr reader's fallback would: the same again
+    roi = compute_reproject_roi(src, tile, padding=2)
+    rows, cols = roi.roi_src
+    padded = place_window(
+        data[rows.start : rows.stop, cols.start : cols.stop],
+        src,
+        tile,
+        roi,
+        resampling,
+        categorical=categorical,
+        src_nodata=SRC_NODATA,
+    )
+    np.testing.assert_array_equal(padded, warped)
 
 
 @pytest.mark.parametrize("resolution, resampling", [(10, "bilinear"), (20, "nearest")])
-def test_fast_paths_are_taken_and_read_no_padding(resolution, resampling):
+def test_aligned_reads_take_no_padding(resolution, resampling):
     src = source(resolution)
     tile = GeoBox((256, 256), Affine(10, 0, 600_000 + 2560, 0, -10, 5_900_020 - 2560), CRS)
-    roi = compute_reproject_roi(src, tile, padding=2)
-    tight = tight_window(src, tile, roi, resampling, categorical=resolution > 10)
-    rows, cols = tight.roi_src
+    aligned = aligned_read(src, tile, resampling)
+    assert aligned is not None and aligned.window is not None
+    rows, cols = aligned.window
     side = 256 * 10 // resolution
-    assert (rows.stop - rows.start, cols.stop - cols.start) == (side, side)
+    start = 256 * 10 // resolution
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (start, start + side) * 2
     data = values(src.shape.yx, categorical=False)
-    placed = place_window_raw(
-        data[rows, cols], src, tile, tight, resampling, categorical=False, src_nodata=SRC_NODATA
-    )
+    placed = aligned.place(data[rows, cols], tile, categorical=False, src_nodata=SRC_NODATA)
     assert isinstance(placed, Pasted) == (resolution == 10)
 
 
+def test_aligned_reads_outside_the_source_find_no_overlap():
+    src = source(20)  # 600 x 600 px of 20 m
+    beyond = GeoBox((64, 64), Affine(10, 0, 600_000 + 12_000, 0, -10, 5_900_020), CRS)
+    aligned = aligned_read(src, beyond, "nearest")
+    assert aligned is not None and aligned.window is None
+    # half in: the last 20 m column under the first two 10 m ones
+    edge = GeoBox((8, 8), Affine(10, 0, 600_000 + 11_980, 0, -10, 5_900_020), CRS)
+    aligned = aligned_read(src, edge, "nearest")
+    assert aligned is not None and aligned.window == (slice(0, 4), slice(599, 600))
+
+
+@pytest.mark.parametrize("resampling", ["cubic", "average"])
+def test_other_resamplings_are_not_aligned_reads(resampling):
+    src = source(10)
+    tile = GeoBox((64, 64), Affine(10, 0, 600_100, 0, -10, 5_900_000), CRS)
+    assert aligned_read(src, tile, resampling) is None
+    assert aligned_read(source(20), tile, "bilinear") is None  # 20 m bilinear is a real warp
+
+
 def test_other_grids_are_still_warped():
-    """Half a pixel off the source's grid: no paste, the padded window is kept."""
+    """Half a pixel off the source's grid: no aligned read, and place_window warps."""
     src = source(10)
     tile = GeoBox((64, 64), Affine(10, 0, 600_005, 0, -10, 5_900_000), CRS)
+    assert aligned_read(src, tile, "bilinear") is None
     roi = compute_reproject_roi(src, tile, padding=2)
-    assert tight_window(src, tile, roi, "bilinear", categorical=False) is roi
+    rows, cols = roi.roi_src
+    data = values(src.shape.yx, categorical=False)
+    placed = place_window_raw(
+        data[rows.start : rows.stop, cols.start : cols.stop],
+        src,
+        tile,
+        roi,
+        "bilinear",
+        categorical=False,
+        src_nodata=SRC_NODATA,
+    )
+    assert not isinstance(placed, Pasted)
 
 
 @settings(max_examples=60, deadline=None)

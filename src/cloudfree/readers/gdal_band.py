@@ -8,10 +8,11 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
+from odc.geo.types import NormalizedSlice
 from rasterio.windows import Window
 
 from cloudfree.readers.datasets import OpenRaster, borrowed_raster
-from cloudfree.readers.window import Pasted, cached_by_grids, place_window_raw, tight_window
+from cloudfree.readers.window import Pasted, aligned_read, cached_by_grids, place_window_raw
 
 
 def read_window(
@@ -34,10 +35,18 @@ def read_window_raw(
 ) -> np.ndarray | Pasted | None:
     """:func:`read_window`, but a window on the output's own grid comes back unconverted.
 
-    See :func:`cloudfree.readers.window.place_window_raw`.
+    See :func:`cloudfree.readers.window.place_window_raw`. A window on the source's own pixel
+    lattice (:func:`~cloudfree.readers.window.aligned_read`) is read exactly, without odc-geo.
     """
     src_nodata = 0 if nodata is None else nodata
+    method = "nearest" if categorical else resampling
     with borrowed_raster(href) as src:
+        aligned = aligned_read(src.geobox, geobox, method)
+        if aligned is not None:
+            if aligned.window is None:
+                return None
+            block = src.dataset.read(1, window=_rio_window(*aligned.window))
+            return aligned.place(block, geobox, categorical=categorical, src_nodata=src_nodata)
         roi = _roi(src.geobox, geobox)
         if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
             return None
@@ -78,10 +87,11 @@ def _read_level(
     categorical: bool,
     src_nodata: float,
 ) -> np.ndarray | Pasted:
-    roi = tight_window(src.geobox, geobox, roi, resampling, categorical=categorical)
-    ys, xs = roi.roi_src
-    window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
-    block = src.dataset.read(1, window=window)
+    block = src.dataset.read(1, window=_rio_window(*roi.roi_src))
     return place_window_raw(
         block, src.geobox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
     )
+
+
+def _rio_window(ys: slice | NormalizedSlice, xs: slice | NormalizedSlice) -> Window:
+    return Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -118,18 +118,18 @@ def place_window_raw(
     so returns the pixels themselves. Nearest upsampling by whole factors on the same CRS (20 m
     SCL onto a 10 m grid) is a repeat of each source pixel, computed as such: the centre of every
     output pixel lies at least a quarter of a source pixel inside the source pixel the warp would
-    pick, so the result is the warp's.
+    pick, so the result is the warp's. (The readers find such windows before reading, with
+    :func:`aligned_read`, and read no padding for them.)
     """
     method = "nearest" if categorical else resampling
     if roi.paste_ok and roi.read_shrink == 1:
         rows, cols = _slices(roi.roi_dst)
         return Pasted(block, rows, cols, src_nodata)
     # odc-geo does not call a padded window paste-able: look for the same grid ourselves
-    factors = _whole_upsampling(src_gbox, geobox, roi)
-    if factors is not None and factors[:2] == (1, 1) and method in ("nearest", "bilinear"):
-        return _pasted(block, geobox, factors[2], factors[3], src_nodata)
-    if factors is not None and method == "nearest":
-        return _upsample(block, geobox, roi, factors, categorical, src_nodata)
+    top, left = (piece.start for piece in roi.roi_src)
+    factors = _relative_factors(src_gbox, geobox, method, top, left)
+    if factors is not None:
+        return _placed(block, geobox, factors, categorical, src_nodata)
     if is_tile_invariant(geobox, method):
         return warp_window(
             block,
@@ -145,39 +145,68 @@ def place_window_raw(
     )
 
 
-def tight_window(
-    src_gbox: GeoBox, geobox: GeoBox, roi: ReprojectInfo, resampling: str, *, categorical: bool
-) -> ReprojectInfo:
-    """``roi`` with its source window cut to the pixels a paste or a whole-factor upsampling uses.
+@dataclass(frozen=True)
+class AlignedRead:
+    """A read whose output pixels lie on the source's own pixel lattice, worked out in integers.
 
-    odc-geo pads every window (by 2 pixels here) for the warp's neighbours; a window that is
-    pasted or repeated needs none, and the padding would make GDAL decode a whole extra row and
-    column of COG blocks on every side of a tile (2.25x the blocks of a 1024 px tile in 256 px
-    blocks). Other windows are returned unchanged.
+    Same CRS, no rotation, source pixel sides whole multiples of the output's (1 for a 10 m band
+    on a 10 m grid, 2 for the 20 m SCL) and the output's origin on the lattice; nearest, or
+    bilinear at the same pixel size: every output pixel is one source pixel, pasted or repeated
+    (:func:`place_window_raw` says why that is the warp's result). odc-geo's read window is
+    padded for a warp's neighbours; this one holds exactly the source pixels under the output,
+    so GDAL decodes no extra row and column of blocks around a tile (2.25x the blocks of a
+    1024 px tile in 256 px blocks).
     """
-    method = "nearest" if categorical else resampling
-    factors = _whole_upsampling(src_gbox, geobox, roi)
-    if roi.paste_ok or factors is None:
-        return roi
+
+    window: tuple[slice, slice] | None
+    """Source rows and columns to read; ``None``: the output does not overlap the source."""
+    factors: tuple[int, int, int, int]
+    """``(fy, fx, oy, ox)``: output pixel ``(i, j)`` is window pixel
+    ``((oy + i) // fy, (ox + j) // fx)``."""
+
+    def place(
+        self, block: np.ndarray, geobox: GeoBox, *, categorical: bool, src_nodata: float
+    ) -> np.ndarray | Pasted:
+        """The window read (``block``) on ``geobox``, as :func:`place_window_raw` gives it."""
+        return _placed(block, geobox, self.factors, categorical, src_nodata)
+
+
+def aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
+    """How to read ``geobox`` from ``src_gbox`` without a warp; ``None`` if it needs one.
+
+    ``method``: the resampling (``"nearest"`` for classes). Cached by grids
+    (:func:`cached_by_grids`): the dates and bands of a tile ask odc-geo nothing.
+    """
+    return _aligned_read(src_gbox, geobox, method)
+
+
+def _relative_factors(
+    src_gbox: GeoBox, geobox: GeoBox, method: str, row: int, col: int
+) -> tuple[int, int, int, int] | None:
+    """:func:`_upsampling_factors` of the window at ``(row, col)``, where ``method`` repeats.
+
+    Nearest at any whole factor; bilinear only at the source's own pixel size.
+    """
+    if method not in ("nearest", "bilinear"):
+        return None
+    factors = _upsampling_factors(src_gbox, geobox, row, col)
+    if factors is None or (method == "bilinear" and factors[:2] != (1, 1)):
+        return None
+    return factors
+
+
+def _placed(
+    block: np.ndarray,
+    geobox: GeoBox,
+    factors: tuple[int, int, int, int],
+    categorical: bool,
+    src_nodata: float,
+) -> np.ndarray | Pasted:
+    """A window on the output's lattice (``factors`` as :class:`AlignedRead` has them) placed."""
     fy, fx, oy, ox = factors
-    if not (method == "nearest" or ((fy, fx) == (1, 1) and method == "bilinear")):
-        return roi
-    rows, cols = _slices(roi.roi_src)
-    ny, nx = geobox.shape.yx
-    y0, x0 = max(0, -oy), max(0, -ox)
-    y1 = min(ny, (rows.stop - rows.start) * fy - oy)
-    x1 = min(nx, (cols.stop - cols.start) * fx - ox)
-    if y1 <= y0 or x1 <= x0:
-        return roi
-    first_row, last_row = (oy + y0) // fy, (oy + y1 - 1) // fy
-    first_col, last_col = (ox + x0) // fx, (ox + x1 - 1) // fx
-    return replace(
-        roi,
-        roi_src=(
-            slice(rows.start + first_row, rows.start + last_row + 1),
-            slice(cols.start + first_col, cols.start + last_col + 1),
-        ),
-    )
+    if (fy, fx) == (1, 1):
+        return _pasted(block, geobox, oy, ox, src_nodata)
+    return _upsample(block, geobox, factors, categorical, src_nodata)
 
 
 def _slices(roi: tuple[NormalizedSlice, NormalizedSlice]) -> tuple[slice, slice]:
@@ -228,27 +257,36 @@ def _grid_key(gbox: GeoBox) -> Hashable:
     return gbox.shape.yx, tuple(gbox.affine)[:6], str(gbox.crs)
 
 
-def _whole_upsampling(
-    src_gbox: GeoBox, geobox: GeoBox, roi: ReprojectInfo
-) -> tuple[int, int, int, int] | None:
-    """``(fy, fx, oy, ox)`` when output pixels subdivide the window's pixels exactly.
-
-    Same CRS, no rotation, source pixel sides whole multiples (``fy``, ``fx`` >= 1) of the
-    output's with the same signs, and the output grid's origin on the fine lattice anchored at
-    the window's top-left corner (``oy``, ``ox``: the output origin's offset on it, in output
-    pixels). Anything else returns ``None`` and is warped.
-    """
-    rows, cols = roi.roi_src
-    return _upsampling_factors(src_gbox, geobox, rows.start, cols.start)
+@cached_by_grids
+def _aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
+    factors = _relative_factors(src_gbox, geobox, method, 0, 0)
+    if factors is None:
+        return None
+    fy, fx, oy, ox = factors
+    sy, sx = src_gbox.shape.yx
+    ny, nx = geobox.shape.yx
+    # the output pixels over the source: (o + i) // f in [0, size)
+    y0, x0 = max(0, -oy), max(0, -ox)
+    y1, x1 = min(ny, sy * fy - oy), min(nx, sx * fx - ox)
+    if y1 <= y0 or x1 <= x0:
+        return AlignedRead(None, factors)
+    first_row, first_col = (oy + y0) // fy, (ox + x0) // fx
+    rows = slice(first_row, (oy + y1 - 1) // fy + 1)
+    cols = slice(first_col, (ox + x1 - 1) // fx + 1)
+    return AlignedRead((rows, cols), (fy, fx, oy - first_row * fy, ox - first_col * fx))
 
 
 @cached_by_grids
 def _upsampling_factors(
     src_gbox: GeoBox, geobox: GeoBox, row: int, col: int
 ) -> tuple[int, int, int, int] | None:
-    """:func:`_whole_upsampling` of the window whose top-left pixel is ``(row, col)``.
+    """``(fy, fx, oy, ox)`` when output pixels subdivide the pixels of a window exactly.
 
-    Cached (:func:`cached_by_grids`).
+    The window's top-left pixel is ``(row, col)`` of ``src_gbox``. Same CRS, no rotation,
+    source pixel sides whole multiples (``fy``, ``fx`` >= 1) of the output's with the same
+    signs, and the output grid's origin on the fine lattice anchored at the window's top-left
+    corner (``oy``, ``ox``: the output origin's offset on it, in output pixels). Anything else
+    returns ``None`` and is warped. Cached (:func:`cached_by_grids`).
     """
     if src_gbox.crs != geobox.crs or src_gbox.crs is None:
         return None
@@ -284,7 +322,6 @@ def _pasted(block: np.ndarray, geobox: GeoBox, oy: int, ox: int, src_nodata: flo
 def _upsample(
     block: np.ndarray,
     geobox: GeoBox,
-    roi: ReprojectInfo,
     factors: tuple[int, int, int, int],
     categorical: bool,
     src_nodata: float,

@@ -34,7 +34,7 @@ from zarr.errors import NodeNotFoundError
 from zarr.storage import FsspecStore, LocalStore
 
 from cloudfree.errors import ReadError
-from cloudfree.readers.window import place_window
+from cloudfree.readers.window import Pasted, aligned_read, place_window
 
 __all__ = [
     "ZarrLevel",
@@ -119,6 +119,16 @@ def read_zarr_window(
     base, group, name = _split_href(href)
     store = _open_store(base, storage_options)
     level = open_zarr_level(store, f"{group}/{name}", crs)
+    src_nodata = 0 if nodata is None else nodata
+    aligned = aligned_read(level.geobox, geobox, "nearest" if categorical else resampling)
+    if aligned is not None:  # on the band's own pixel lattice: exactly the chunks under it
+        if aligned.window is None:
+            return None
+        block = np.asarray(level.array[aligned.window])
+        placed = aligned.place(block, geobox, categorical=categorical, src_nodata=src_nodata)
+        if isinstance(placed, Pasted):
+            return placed.materialise(geobox, categorical=categorical)
+        return placed
     roi = compute_reproject_roi(level.geobox, geobox, padding=2)
     if _is_empty(roi):
         return None
@@ -137,7 +147,7 @@ def read_zarr_window(
         roi,
         resampling,
         categorical=categorical,
-        src_nodata=0 if nodata is None else nodata,
+        src_nodata=src_nodata,
     )
 
 
