@@ -99,3 +99,28 @@ def test_corrupt_geometry_file(tmp_path):
     path.write_text("{ not json")
     with pytest.raises(InvalidInputError, match="Cannot read geometry file"):
         aoi_from_file(path)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32629", "EPSG:4326"])
+def test_inside_is_odc_geos_rasterize(tmp_path, crs):
+    """The pixels whose centres lie in the area, as odc-geo rasterizes them, on any grid."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import rasterize
+
+    path = tmp_path / "area.geojson"
+    feature = {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(TRIANGLE)}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    aoi = aoi_from_file(path)
+    if crs == "EPSG:4326":
+        west, south, east, north = aoi.bbox
+        geobox = GeoBox.from_bbox((west - 0.01, south - 0.01, east, north), crs, shape=(97, 131))
+    else:
+        box = aoi.geometry.to_crs(crs).boundingbox
+        transform = Affine(37.0, 0, box.left - 500, 0, -23.0, box.top + 300)
+        geobox = GeoBox((180, 150), transform, crs)
+    inside = aoi.inside(geobox)
+    expected = np.asarray(rasterize(aoi.geometry, geobox).values, dtype=bool)
+    assert inside.dtype == bool and inside.shape == geobox.shape.yx
+    assert 0 < inside.sum() < inside.size  # the triangle's edge crosses the grid
+    np.testing.assert_array_equal(inside, expected)

@@ -6,8 +6,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import shapely
+from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, box
+from rasterio.features import geometry_mask
 
 from cloudfree.errors import InvalidInputError
 
@@ -30,6 +33,17 @@ class Aoi:
         """Lon/lat bounds ``(minx, miny, maxx, maxy)``."""
         b = self.geometry.boundingbox
         return (b.left, b.bottom, b.right, b.top)
+
+    def inside(self, geobox: GeoBox) -> np.ndarray:
+        """``(y, x)`` bool: the pixels of ``geobox`` whose centres lie in the area.
+
+        odc-geo's ``rasterize``, without the xarray array it wraps the mask in (coordinates
+        and all, made and dropped for every strip of every tile).
+        """
+        area = self.geometry
+        if geobox.crs is not None and area.crs != geobox.crs:
+            area = area.to_crs(geobox.crs)
+        return geometry_mask([area.geom], geobox.shape.yx, geobox.affine, invert=True)
 
 
 def aoi_from_bbox(bbox: tuple[float, float, float, float] | list[float]) -> Aoi:

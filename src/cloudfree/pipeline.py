@@ -20,7 +20,6 @@ import numba
 import numpy as np
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
-from odc.geo.xr import rasterize
 
 from cloudfree import __version__
 from cloudfree.access import redact_message
@@ -657,9 +656,7 @@ def _composite_window(
     margin = context_pixels(request.compositor.context_m(), pixel_size_m)
     geobox = window.pad(margin) if margin else window
     aoi = request.query.aoi
-    inside = None
-    if aoi.clip:
-        inside = np.asarray(rasterize(aoi.geometry, geobox).values, dtype=bool)
+    inside = aoi.inside(geobox) if aoi.clip else None
     stack, clear, rejected = load_masked(
         request, geobox, unit.scenes, job.halo - margin, pixel_size_m, inside
     )
