@@ -16,7 +16,7 @@ from cloudfree.bands import BANDS
 from cloudfree.config import ReadSettings
 from cloudfree.errors import InvalidInputError, ReadError
 from cloudfree.load import LoadOptions, load_stack, read_pool, reused_stack_memory, to_reflectance
-from cloudfree.readers.encode import settle_into
+from cloudfree.readers.encode import blank_absent, settle_into
 from cloudfree.scene import BandAsset, Scene
 from cloudfree.stack import NODATA
 
@@ -241,5 +241,11 @@ def test_settle_keeps_pixels_with_every_band_and_layer_and_blanks_the_others(wit
     before = values.copy()
     present = np.empty((37, 53), dtype=bool)
     settle_into(values, layers_ok, int(NODATA), present)
+    np.testing.assert_array_equal(present, expected)
+    np.testing.assert_array_equal(values, np.where(expected, before, NODATA))
+    # the bands' presence kept as they were read, then the layers and the blanking: the same
+    values = before.copy()
+    present = np.all(values != NODATA, axis=0)
+    blank_absent(values, layers_ok, int(NODATA), present)
     np.testing.assert_array_equal(present, expected)
     np.testing.assert_array_equal(values, np.where(expected, before, NODATA))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -100,6 +101,67 @@ def test_bands_are_read_in_the_blocks_with_a_clear_pixel_only(tmp_path, monkeypa
     np.testing.assert_array_equal(stack.data[0][:, read], whole.data[0][:, read])
     # where the day has data: as read whole inside the windows, nowhere else
     np.testing.assert_array_equal(stack.has_values[0], whole.has_values[0] & read)
+    np.testing.assert_array_equal(verdict, scl_mask(whole.for_mask()))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "offset"),
+    [
+        ("uint16", 1e-4, -0.1),  # DN - 1000 in integers, presence kept as the band is written
+        ("uint16", 2.5e-5, 0.0),  # a lookup table
+        ("float32", 1e-4, 0.0),  # float DNs, converted one by one
+    ],
+)
+def test_presence_is_a_whole_reads_inside_the_windows_on_every_conversion(
+    tmp_path, monkeypatch, dtype, scale, offset
+):
+    """Bands missing here and there, and a tile reaching past the scenes: as read whole."""
+    monkeypatch.setattr(load, "SKIP_BLOCK", 64)
+    rng = np.random.default_rng(5)
+    days = []
+    for day in (2, 3):
+        scl = rng.choice(np.array([4, 5, 9], np.uint8), (128, 192))
+        scl[:10] = 0  # no SCL there
+        assets = {"SCL": BandAsset(write(tmp_path / f"{day}_SCL.tif", scl, 20), 1.0, 0.0, 0, 20)}
+        for b, band in enumerate(("B04", "B08")):
+            data = rng.integers(500, 9000, GRID.shape.yx).astype(dtype)
+            data[rng.random(data.shape) < 0.03] = 0  # this band has no value here
+            data[100 + 20 * b : 140 + 20 * b, 50:90] = 0
+            path = write(tmp_path / f"{day}_{band}.tif", data, 10)
+            if b == day - 2:  # day 2's first band, day 3's second, ends 64 px short of the SCL
+                with rasterio.open(path) as src:
+                    profile = src.profile | {"width": src.width - 64}
+                with rasterio.open(path, "w", **profile) as dst:
+                    dst.write(data[:, :-64], 1)
+            assets[band] = BandAsset(path, scale, offset, 0, 10)
+        when = datetime(2022, 3, day, 11, 45, tzinfo=UTC)
+        footprint = GRID.extent.to_crs("EPSG:4326")
+        days.append(
+            Scene(
+                id=f"d{day}",
+                datetime=when,
+                footprint=footprint,
+                bands=assets,
+                crs=CRS,
+                tile=None,
+                cloud_cover=10.0,
+                processing_baseline=None,
+                provider="test",
+            )
+        )
+    # the tile reaches 40 px past the scenes' east edge and 24 px past their north edge
+    tile = GeoBox((200, 300), GRID.affine * Affine.translation(124, -24), CRS)
+    stack, verdict = load_mask_first(tile, days, OPTIONS, ReadSettings(), scl_mask)
+    whole = load_stack(tile, days, OPTIONS, ReadSettings())
+    read = stack.data[:, 0] != NODATA
+    assert read.any() and not read.all()
+    np.testing.assert_array_equal(stack.has_values, whole.has_values & read)
+    np.testing.assert_array_equal(
+        np.where(stack.has_values[:, None], stack.data, 0),
+        np.where(stack.has_values[:, None], whole.data, 0),
+    )
+    # absent pixels hold no value in any band
+    assert (stack.data.transpose(1, 0, 2, 3)[:, ~stack.has_values] == NODATA).all()
     np.testing.assert_array_equal(verdict, scl_mask(whole.for_mask()))
 
 

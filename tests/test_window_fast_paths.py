@@ -244,8 +244,16 @@ def test_a_whole_shift_in_integers_gives_what_the_conversion_gives(offset, nodat
     expected = np.empty(block.shape, dtype=np.int16)
     reflectance_into(block, nodata, factor, shift, VALUE_MIN, VALUE_MAX, int(NODATA), expected)
     got = np.empty((40, 90), dtype=np.int16)[5:35, 10:80]
-    shifted_into(block, int(nodata), whole, VALUE_MIN, VALUE_MAX, int(NODATA), got)
+    limits = (VALUE_MIN, VALUE_MAX, int(NODATA))
+    shifted_into(block, int(nodata), whole, *limits, got, np.empty((0, 0), dtype=bool), True)
     np.testing.assert_array_equal(got, expected)
+    # the presence kept on the way: set by a first band, and-ed by the next
+    present = np.zeros((40, 90), dtype=bool)[5:35, 10:80]
+    again = np.empty_like(got)
+    shifted_into(block, int(nodata), whole, *limits, again, present, True)
+    np.testing.assert_array_equal(present, expected != NODATA)
+    shifted_into(np.roll(block, 7), int(nodata), whole, *limits, again, present, False)
+    np.testing.assert_array_equal(present, (expected != NODATA) & (again != NODATA))
     if offset == 3.3:  # 33000 added to large DNs passes the int16 range: clipped, not wrapped
         assert (got == VALUE_MAX).any()
 

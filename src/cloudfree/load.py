@@ -40,6 +40,7 @@ from cloudfree.errors import CloudfreeError, InvalidInputError, ReadError
 from cloudfree.grid import pixel_size_metres
 from cloudfree.readers.datasets import borrowed_raster, forget
 from cloudfree.readers.encode import (
+    blank_absent,
     lookup_into,
     reflectance_into,
     reflectance_table,
@@ -202,14 +203,21 @@ def load_mask_first(
         slot = days.slot(i)  # the stack's day i: the days below it were moved down
         values = slot.data
         windows = clear_windows(clear[i], halo, SKIP_BLOCK)
-        fill_outside(values, windows, NODATA)  # each window's read writes all of it
+        # each window's read writes all of it; no-data outside the windows: absent there
+        fill_outside(values, windows, NODATA)
+        fill_outside(slot.present, windows, False)
         with rasterio.Env(**settings.gdal_options):
             for rows, cols in windows:
                 window = geobox[rows, cols]
                 for b, band in enumerate(options.bands):
                     out = values[b, rows, cols]
-                    _read_layer(scene, band, window, options.resampling, settings, stores, out)
-        _settle(slot, windows)  # no-data outside the windows: absent there
+                    present = _Presence(slot.present[rows, cols], first=b == 0)
+                    _read_layer(
+                        scene, band, window, options.resampling, settings, stores, out, present
+                    )
+                layers = layers_present({k: layer[rows, cols] for k, layer in slot.layers.items()})
+                ok = _NO_LAYERS if layers is None else layers
+                blank_absent(values[:, rows, cols], ok, int(NODATA), slot.present[rows, cols])
 
     _each(settings, bands_where_clear, range(len(kept)))
     return stack, clear
@@ -410,38 +418,52 @@ def _read_layer(
     settings: ReadSettings,
     stores: _Stores,
     out: np.ndarray,
+    present: _Presence | None = None,
 ) -> bool:
     """Read one band of a scene into ``out`` in its stack encoding, every pixel written.
 
     Returns ``False`` (``out`` all missing) where the scene misses the tile. A window on the
-    output's own grid goes from the decoded integers straight into place.
+    output's own grid goes from the decoded integers straight into place. With ``present``
+    (reflectance bands), the band's presence is kept in it as it is written.
     """
     if band.is_reflectance:
         dn = _read(scene, band.id, geobox, resampling, settings, stores, raw=True)
         if dn is None:
             out[...] = NODATA
+            if present is not None:
+                present.array[...] = False
             return False
         asset = scene.bands[band.id]
-        if isinstance(dn, Pasted):
-            if not dn.covers(out.shape):
-                out[...] = NODATA
-            factor, shift = _reflectance_factors(asset)
-            target = out[dn.rows, dn.cols]
-            whole = whole_shift(factor, shift)
-            unsigned = dn.block.dtype in (np.uint8, np.uint16)
-            if unsigned and whole is not None and float(dn.src_nodata).is_integer():
-                low, high, nodata = VALUE_MIN, VALUE_MAX, int(NODATA)
-                shifted_into(dn.block, int(dn.src_nodata), whole, low, high, nodata, target)
-            elif unsigned:
-                table = reflectance_table(
-                    dn.block.dtype.str, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX
-                )
-                lookup_into(dn.block, table, target)
-            else:
-                low, high, nodata = VALUE_MIN, VALUE_MAX, int(NODATA)
-                reflectance_into(dn.block, dn.src_nodata, factor, shift, low, high, nodata, target)
-        else:
+        if not isinstance(dn, Pasted):
             out[...] = to_reflectance(dn, asset)
+            if present is not None:
+                present.add(out)
+            return True
+        if not dn.covers(out.shape):
+            out[...] = NODATA
+            if present is not None:
+                fill_outside(present.array, [(dn.rows, dn.cols)], False)
+        factor, shift = _reflectance_factors(asset)
+        target = out[dn.rows, dn.cols]
+        whole = whole_shift(factor, shift)
+        unsigned = dn.block.dtype in (np.uint8, np.uint16)
+        if unsigned and whole is not None and float(dn.src_nodata).is_integer():
+            low, high, nodata = VALUE_MIN, VALUE_MAX, int(NODATA)
+            kept = _NO_LAYERS if present is None else present.array[dn.rows, dn.cols]
+            first = present is not None and present.first
+            src_nodata = int(dn.src_nodata)
+            shifted_into(dn.block, src_nodata, whole, low, high, nodata, target, kept, first)
+            return True
+        if unsigned:
+            table = reflectance_table(
+                dn.block.dtype.str, dn.src_nodata, factor, shift, VALUE_MIN, VALUE_MAX
+            )
+            lookup_into(dn.block, table, target)
+        else:
+            low, high, nodata = VALUE_MIN, VALUE_MAX, int(NODATA)
+            reflectance_into(dn.block, dn.src_nodata, factor, shift, low, high, nodata, target)
+        if present is not None:
+            present.within(dn.rows, dn.cols).add(target)
         return True
     raw = _read(scene, band.id, geobox, "nearest", settings, stores, raw=band.categorical)
     if raw is None:
@@ -493,24 +515,41 @@ def _read_scene(
     return True
 
 
-def _settle(slot: _Slot, windows: Sequence[tuple[slice, slice]] | None = None) -> None:
+def _settle(slot: _Slot) -> None:
     """``slot.present`` where every band and mask layer has a value; bands missing elsewhere.
 
-    The mask layers keep their values (a mask judges by its own layers). With ``windows`` (the
-    only places bands were read, no-data elsewhere) the rest is known absent without a look.
+    The mask layers keep their values (a mask judges by its own layers).
     """
-    if windows is None:
-        windows = [(slice(None), slice(None))]
-    else:
-        slot.present[...] = False
-    for rows, cols in windows:
-        layers = layers_present({k: layer[rows, cols] for k, layer in slot.layers.items()})
-        ok = _NO_LAYERS if layers is None else layers
-        settle_into(slot.data[:, rows, cols], ok, int(NODATA), slot.present[rows, cols])
+    layers = layers_present(slot.layers)
+    ok = _NO_LAYERS if layers is None else layers
+    settle_into(slot.data, ok, int(NODATA), slot.present)
 
 
 _NO_LAYERS = np.empty((0, 0), dtype=bool)
-"""What :func:`~cloudfree.readers.encode.settle_into` takes for "no mask layers"."""
+"""What the kernels of :mod:`~cloudfree.readers.encode` take for "no mask layers" (and "no
+presence kept")."""
+
+
+@dataclass(frozen=True)
+class _Presence:
+    """Where a pixel's bands, read one after the other, all have a value so far.
+
+    ``array`` is ``(y, x)``; the ``first`` band read sets it, the others and theirs into it.
+    """
+
+    array: np.ndarray
+    first: bool
+
+    def within(self, rows: slice, cols: slice) -> _Presence:
+        """The same for the pixels ``[rows, cols]``."""
+        return _Presence(self.array[rows, cols], self.first)
+
+    def add(self, values: np.ndarray) -> None:
+        """Take in a band's stack values (``values`` the shape of ``array``)."""
+        if self.first:
+            np.not_equal(values, NODATA, out=self.array)
+        else:
+            np.logical_and(self.array, values != NODATA, out=self.array)
 
 
 def _read_mask_layers(

@@ -61,6 +61,8 @@ def shifted_into(
     high: int,
     nodata: int,
     out: np.ndarray,
+    present: np.ndarray,
+    first: bool,
 ) -> None:
     """:func:`reflectance_into` for a factor of 1 and a whole shift, in integers.
 
@@ -68,8 +70,13 @@ def shifted_into(
     well under 2**24), so ``rint`` changes nothing. Sentinel-2 since processing baseline 04.00
     (DN scale 1e-4, offset -0.1: ``DN - 1000``) takes this path, at 1.6 times the speed of the
     lookup table.
+
+    ``present`` (``out``'s shape, or empty: not kept) is set to ``out != nodata`` for the
+    ``first`` band of a pixel and and-ed with it for the others, row by row while the row is in
+    cache: the presence of every band comes with the conversion, not from a pass of its own.
     """
     ny, nx = block.shape
+    keep = present.size > 0
     for y in range(ny):
         for x in range(nx):
             raw = block[y, x]
@@ -77,6 +84,12 @@ def shifted_into(
                 out[y, x] = nodata
                 continue
             out[y, x] = _clipped(np.int32(raw) + shift, low, high)
+        if keep and first:
+            for x in range(nx):
+                present[y, x] = out[y, x] != nodata
+        elif keep:
+            for x in range(nx):
+                present[y, x] &= out[y, x] != nodata
 
 
 def whole_shift(factor: np.float32, shift: np.float32) -> int | None:
@@ -164,10 +177,33 @@ def settle_into(
         for b in range(nb):
             for x in range(nx):
                 present[y, x] &= values[b, y, x] != nodata
-        for x in range(nx):
-            if not present[y, x]:
-                for b in range(nb):
-                    values[b, y, x] = nodata
+        _blank_row(values, present, nodata, y)
+
+
+@numba.njit(cache=True, nogil=True)
+def blank_absent(
+    values: np.ndarray, layers_ok: np.ndarray, nodata: int, present: np.ndarray
+) -> None:
+    """:func:`settle_into` where ``present`` already holds the bands' presence.
+
+    ``present`` is and-ed with ``layers_ok`` (empty: no layers) and the bands are blanked where
+    it is false: one pass over ``present``, the bands touched only where a pixel is absent.
+    """
+    ny, nx = present.shape
+    check = layers_ok.size > 0
+    for y in range(ny):
+        if check:
+            for x in range(nx):
+                present[y, x] &= layers_ok[y, x]
+        _blank_row(values, present, nodata, y)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _blank_row(values: np.ndarray, present: np.ndarray, nodata: int, y: int) -> None:
+    for x in range(values.shape[2]):
+        if not present[y, x]:
+            for b in range(values.shape[0]):
+                values[b, y, x] = nodata
 
 
 @numba.njit(cache=True, nogil=True)
