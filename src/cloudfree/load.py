@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
@@ -215,8 +215,7 @@ def load_mask_first(
                     _read_layer(
                         scene, band, window, options.resampling, settings, stores, out, present
                     )
-                layers = layers_present({k: layer[rows, cols] for k, layer in slot.layers.items()})
-                ok = _NO_LAYERS if layers is None else layers
+                ok = _layers_ok({k: layer[rows, cols] for k, layer in slot.layers.items()})
                 blank_absent(values[:, rows, cols], ok, int(NODATA), slot.present[rows, cols])
 
     _each(settings, bands_where_clear, range(len(kept)))
@@ -520,14 +519,18 @@ def _settle(slot: _Slot) -> None:
 
     The mask layers keep their values (a mask judges by its own layers).
     """
-    layers = layers_present(slot.layers)
-    ok = _NO_LAYERS if layers is None else layers
-    settle_into(slot.data, ok, int(NODATA), slot.present)
+    settle_into(slot.data, _layers_ok(slot.layers), int(NODATA), slot.present)
 
 
 _NO_LAYERS = np.empty((0, 0), dtype=bool)
 """What the kernels of :mod:`~cloudfree.readers.encode` take for "no mask layers" (and "no
 presence kept")."""
+
+
+def _layers_ok(layers: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Where every mask layer holds a value, as the kernels take it (:data:`_NO_LAYERS`: none)."""
+    present = layers_present(layers)
+    return _NO_LAYERS if present is None else present
 
 
 @dataclass(frozen=True)

@@ -171,15 +171,6 @@ class AlignedRead:
         return _placed(block, geobox, self.factors, categorical, src_nodata)
 
 
-def aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
-    """How to read ``geobox`` from ``src_gbox`` without a warp; ``None`` if it needs one.
-
-    ``method``: the resampling (``"nearest"`` for classes). Cached by grids
-    (:func:`cached_by_grids`): the dates and bands of a tile ask odc-geo nothing.
-    """
-    return _aligned_read(src_gbox, geobox, method)
-
-
 def _relative_factors(
     src_gbox: GeoBox, geobox: GeoBox, method: str, row: int, col: int
 ) -> tuple[int, int, int, int] | None:
@@ -258,7 +249,12 @@ def _grid_key(gbox: GeoBox) -> Hashable:
 
 
 @cached_by_grids
-def _aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
+def aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
+    """How to read ``geobox`` from ``src_gbox`` without a warp; ``None`` if it needs one.
+
+    ``method``: the resampling (``"nearest"`` for classes). Cached by grids
+    (:func:`cached_by_grids`): the dates and bands of a tile ask odc-geo nothing.
+    """
     factors = _relative_factors(src_gbox, geobox, method, 0, 0)
     if factors is None:
         return None
