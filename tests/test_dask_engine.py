@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -135,6 +136,56 @@ def test_a_worker_killed_mid_run_loses_nothing(archive, tmp_path, whole, dask_cl
     same_values(result.out, whole.out)
     assert len(Manifest(result.out).finished()) == whole.units
     dask_cluster.wait_for_workers()  # the nanny restarted it, for the next tests
+
+
+def test_a_worker_frozen_mid_run_is_restarted_and_loses_nothing(
+    archive, tmp_path, whole, dask_cluster, monkeypatch, caplog
+):
+    """SIGSTOP one of two workers mid-run: alive but silent, it would hold its units forever."""
+    from cloudfree.engine import dask_engine
+
+    monkeypatch.setattr(dask_engine, "STALL_SECONDS", 2.0)
+    monkeypatch.setattr(dask_engine, "PING_SECONDS", 3.0)
+    dask_cluster.wait_for_workers()
+    victim = min(dask_cluster.worker_pids().values())
+    out = tmp_path / "frozen.zarr"
+    done = out / "_cloudfree" / "done"
+    frozen: dict[str, int] = {}
+
+    def freeze_after_first_unit() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if done.exists() and any(done.iterdir()):
+                frozen["finished_before"] = len(list(done.iterdir()))
+                os.kill(victim, signal.SIGSTOP)
+                return
+            time.sleep(0.02)
+
+    freezer = threading.Thread(target=freeze_after_first_unit)
+    freezer.start()
+    try:
+        with caplog.at_level("WARNING", logger="cloudfree.engine.dask_engine"):
+            result = cloudfree.mosaic(
+                **options(
+                    archive,
+                    out,
+                    method="tests.slow_method:SlowMedian",
+                    method_options={"seconds": 0.4},
+                    dask_scheduler=dask_cluster.address,
+                )
+            )
+    finally:
+        freezer.join()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGCONT)  # if it was not restarted, let it go on
+    assert 1 <= frozen["finished_before"] < whole.units  # frozen mid-run
+    assert any("restarting it" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)  # its nanny ended it
+    assert result.remaining == 0
+    same_values(result.out, whole.out)
+    assert len(Manifest(result.out).finished()) == whole.units
+    dask_cluster.wait_for_workers()  # the nanny started a new one, for the next tests
 
 
 def test_credentials_reach_workers_by_plugin_never_in_the_task_graph(

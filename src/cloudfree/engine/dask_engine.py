@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -48,6 +50,10 @@ U = TypeVar("U")
 
 PLUGIN_NAME = "cloudfree-setup"
 CONNECT_TIMEOUT = "20s"
+STALL_SECONDS = 300.0
+"""With no unit finished for this long, the workers running units are asked whether they answer."""
+PING_SECONDS = 60.0
+"""How long a worker has to answer; one that does not is restarted by its nanny."""
 
 
 def worker_environment() -> dict[str, str]:
@@ -178,7 +184,7 @@ class DaskEngine:
         try:
             for _ in range(in_flight):
                 submit_next()
-            for future in completed:
+            for future in self._each_completed(completed, running):
                 unit = running.pop(future.key)
                 error = future.exception() if future.status == "error" else None
                 future.release()
@@ -209,10 +215,75 @@ class DaskEngine:
                 raise lost from error
             raise_failure(key(unit), error)
 
+    def _each_completed(
+        self, completed: as_completed, running: Mapping[object, object]
+    ) -> Iterator[Any]:
+        """The futures of ``completed`` as they finish, a stalled worker restarted on the way.
+
+        A worker process can hang without dying (a stuck read, a deadlocked library): its units
+        stay "processing" and nothing else would end the run. After :data:`STALL_SECONDS`
+        without a finished unit, each worker running one is pinged; one that does not answer
+        within :data:`PING_SECONDS` is restarted by its nanny, and the scheduler reruns its
+        units elsewhere (every unit is idempotent). A worker that answers is left alone,
+        however long its units take.
+        """
+        last = time.monotonic()
+        while not completed.is_empty():
+            batch = completed.next_batch(block=False)
+            if batch:
+                last = time.monotonic()
+                yield from batch
+                continue
+            if time.monotonic() - last > STALL_SECONDS:
+                self._restart_unresponsive(running)
+                last = time.monotonic()
+            time.sleep(0.05)
+
+    def _restart_unresponsive(self, running: Mapping[object, object]) -> None:
+        """Restart the workers running one of the ``running`` keys that do not answer a ping."""
+        try:
+            processing = self.client.processing()
+        except Exception as error:  # the scheduler itself: nothing to do from here
+            log.warning("could not ask the scheduler what runs where: %s", error)
+            return
+        for address, keys in processing.items():
+            if not any(k in running for k in keys) or _answers(self.client, address):
+                continue
+            log.warning(
+                "worker %s has not answered for %.0f s while running units; restarting it "
+                "(its units run again elsewhere)",
+                address,
+                PING_SECONDS,
+            )
+            try:
+                self.client.restart_workers([address], raise_for_error=False)
+            except Exception as error:  # no nanny: the scheduler's worker-ttl is left
+                log.warning("could not restart worker %s: %s", address, error)
+
     def _allowed_failures(self) -> int:
         import dask.config
 
         return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+
+def _alive() -> bool:
+    return True
+
+
+def _answers(client: Client, address: str) -> bool:
+    """Whether the worker at ``address`` runs a trivial function within :data:`PING_SECONDS`."""
+    answer: list[object] = []
+
+    def ping() -> None:
+        try:
+            answer.append(client.run(_alive, workers=[address], on_error="return"))
+        except Exception as error:  # the call itself failed: no answer
+            answer.append(error)
+
+    thread = threading.Thread(target=ping, name="cloudfree-ping", daemon=True)
+    thread.start()
+    thread.join(PING_SECONDS)
+    return bool(answer) and isinstance(answer[0], dict) and answer[0].get(address) is True
 
 
 def _dashboard(client: Client) -> str | None:
