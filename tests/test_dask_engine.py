@@ -26,7 +26,7 @@ from cloudfree.config import FORWARDED_PREFIXES
 from cloudfree.engine import EngineSpec, ThreadEngine, engine_spec, run_units
 from cloudfree.engine.dask_engine import WorkerSetup, worker_environment
 from cloudfree.errors import InvalidInputError, RunFailedError
-from cloudfree.pipeline import UnitRunner, build_request, plan, search
+from cloudfree.pipeline import MosaicResult, UnitRunner, build_request, plan, search
 from cloudfree.sources.base import SearchedElsewhere
 from cloudfree.store.manifest import Manifest
 
@@ -98,25 +98,27 @@ def test_a_failing_unit_fails_the_run_and_is_recorded(archive, tmp_path, dask_cl
     assert not (out / "_cloudfree" / "lock.json").exists()
 
 
-def test_a_worker_killed_mid_run_loses_nothing(archive, tmp_path, whole, dask_cluster):
-    """SIGKILL one of two worker processes after a unit finished, while others wait."""
+def signal_mid_run(archive, out, dask_cluster, signum: int) -> tuple[MosaicResult, int, int]:
+    """A slow mosaic on ``dask_cluster``; ``signum`` to one of its two workers after a unit.
+
+    Returns the result, the signalled worker's pid and how many units had finished then.
+    """
     dask_cluster.wait_for_workers()
     victim = min(dask_cluster.worker_pids().values())
-    out = tmp_path / "killed.zarr"
     done = out / "_cloudfree" / "done"
-    killed: dict[str, int] = {}
+    signalled: dict[str, int] = {}
 
-    def kill_after_first_unit() -> None:
+    def signal_after_first_unit() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if done.exists() and any(done.iterdir()):
-                killed["finished_before"] = len(list(done.iterdir()))
-                os.kill(victim, signal.SIGKILL)
+                signalled["finished_before"] = len(list(done.iterdir()))
+                os.kill(victim, signum)
                 return
             time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_after_first_unit)
-    killer.start()
+    sender = threading.Thread(target=signal_after_first_unit)
+    sender.start()
     try:
         result = cloudfree.mosaic(
             **options(
@@ -128,8 +130,19 @@ def test_a_worker_killed_mid_run_loses_nothing(archive, tmp_path, whole, dask_cl
             )
         )
     finally:
-        killer.join()
-    assert 1 <= killed["finished_before"] < whole.units  # killed mid-run
+        sender.join()
+        if signum == signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)  # if it was not restarted, let it go on
+    return result, victim, signalled["finished_before"]
+
+
+def test_a_worker_killed_mid_run_loses_nothing(archive, tmp_path, whole, dask_cluster):
+    """SIGKILL one of two worker processes after a unit finished, while others wait."""
+    result, victim, finished_before = signal_mid_run(
+        archive, tmp_path / "killed.zarr", dask_cluster, signal.SIGKILL
+    )
+    assert 1 <= finished_before < whole.units  # killed mid-run
     with pytest.raises(ProcessLookupError):
         os.kill(victim, 0)
     assert result.remaining == 0
@@ -146,39 +159,11 @@ def test_a_worker_frozen_mid_run_is_restarted_and_loses_nothing(
 
     monkeypatch.setattr(dask_engine, "STALL_SECONDS", 2.0)
     monkeypatch.setattr(dask_engine, "PING_SECONDS", 3.0)
-    dask_cluster.wait_for_workers()
-    victim = min(dask_cluster.worker_pids().values())
-    out = tmp_path / "frozen.zarr"
-    done = out / "_cloudfree" / "done"
-    frozen: dict[str, int] = {}
-
-    def freeze_after_first_unit() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if done.exists() and any(done.iterdir()):
-                frozen["finished_before"] = len(list(done.iterdir()))
-                os.kill(victim, signal.SIGSTOP)
-                return
-            time.sleep(0.02)
-
-    freezer = threading.Thread(target=freeze_after_first_unit)
-    freezer.start()
-    try:
-        with caplog.at_level("WARNING", logger="cloudfree.engine.dask_engine"):
-            result = cloudfree.mosaic(
-                **options(
-                    archive,
-                    out,
-                    method="tests.slow_method:SlowMedian",
-                    method_options={"seconds": 0.4},
-                    dask_scheduler=dask_cluster.address,
-                )
-            )
-    finally:
-        freezer.join()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGCONT)  # if it was not restarted, let it go on
-    assert 1 <= frozen["finished_before"] < whole.units  # frozen mid-run
+    with caplog.at_level("WARNING", logger="cloudfree.engine.dask_engine"):
+        result, victim, finished_before = signal_mid_run(
+            archive, tmp_path / "frozen.zarr", dask_cluster, signal.SIGSTOP
+        )
+    assert 1 <= finished_before < whole.units  # frozen mid-run
     assert any("restarting it" in r.getMessage() for r in caplog.records)
     with pytest.raises(ProcessLookupError):
         os.kill(victim, 0)  # its nanny ended it
