@@ -290,3 +290,34 @@ def test_nearest_upsampling_at_every_offset_and_width(fx):
             upsample_into(block, 1, fx, 0, ox, got[:, 1 : 1 + nx])
             np.testing.assert_array_equal(got[:, 1 : 1 + nx], expected, err_msg=f"{ox} {nx}")
             assert (got[:, 0] == 255).all() and (got[:, -1] == 255).all()
+
+
+def test_an_overview_on_the_outputs_lattice_is_read_without_padding(tmp_path, monkeypatch):
+    """A 20 m output over a 10 m COG: its 2x overview is read exactly under the tile."""
+    import rasterio.io
+
+    from cloudfree.readers.gdal_band import read_window_raw
+    from cloudfree.testing.cog import CogSpec, write_cog
+
+    data = values((512, 512), categorical=False)
+    spec = CogSpec(CRS, (10, 0, 600_000, 0, -10, 5_900_020), SRC_NODATA, "nearest", 128, "B04")
+    path = tmp_path / "b04.tif"
+    write_cog(path, data, spec)
+    tile = GeoBox((64, 64), Affine(20, 0, 600_000 + 1280, 0, -20, 5_900_020 - 640), CRS)
+    windows = []
+    read = rasterio.io.DatasetReader.read
+
+    def recording(self, *args, **kwargs):
+        windows.append((self.width, kwargs["window"]))
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", recording)
+    placed = read_window_raw(str(path), tile, "nearest", categorical=False, nodata=SRC_NODATA)
+    assert len(windows) == 1
+    width, window = windows[0]
+    assert width == 256  # the overview, not the 10 m image
+    assert (window.row_off, window.col_off, window.height, window.width) == (32, 64, 64, 64)
+    assert isinstance(placed, Pasted) and placed.covers((64, 64))
+    monkeypatch.undo()
+    with rasterio.open(path, overview_level=0) as overview:
+        np.testing.assert_array_equal(placed.block, overview.read(1)[32:96, 64:128])

@@ -6,13 +6,17 @@ from collections.abc import Sequence
 
 import numpy as np
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
-from odc.geo.roi import roi_is_empty
-from odc.geo.types import NormalizedSlice
+from odc.geo.overlap import ReprojectInfo
 from rasterio.windows import Window
 
 from cloudfree.readers.datasets import OpenRaster, borrowed_raster
-from cloudfree.readers.window import Pasted, aligned_read, cached_by_grids, place_window_raw
+from cloudfree.readers.window import (
+    AlignedRead,
+    Pasted,
+    how_to_read,
+    place_window_raw,
+    source_window,
+)
 
 
 def read_window(
@@ -35,39 +39,24 @@ def read_window_raw(
 ) -> np.ndarray | Pasted | None:
     """:func:`read_window`, but a window on the output's own grid comes back unconverted.
 
-    See :func:`cloudfree.readers.window.place_window_raw`. A window on the source's own pixel
-    lattice (:func:`~cloudfree.readers.window.aligned_read`) is read exactly, without odc-geo.
+    See :func:`cloudfree.readers.window.place_window_raw`. Where the output lies on the pixel
+    lattice of the level read (:func:`~cloudfree.readers.window.how_to_read`), exactly its
+    source pixels are read, without odc-geo's padding.
     """
     src_nodata = 0 if nodata is None else nodata
     method = "nearest" if categorical else resampling
     with borrowed_raster(href) as src:
-        aligned = aligned_read(src.geobox, geobox, method)
-        if aligned is not None:
-            if aligned.window is None:
-                return None
-            block = src.dataset.read(1, window=_rio_window(*aligned.window))
-            return aligned.place(block, geobox, categorical=categorical, src_nodata=src_nodata)
-        roi = _roi(src.geobox, geobox)
-        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-            return None
-        level = _overview_level(src.overviews, roi.read_shrink)
+        how = how_to_read(src.geobox, geobox, method)
+        level = (
+            _overview_level(src.overviews, how.read_shrink)
+            if isinstance(how, ReprojectInfo)
+            else None
+        )
         if level is None:
-            return _read_level(src, geobox, roi, resampling, categorical, src_nodata)
+            return _read_level(src, how, geobox, resampling, categorical, src_nodata)
     with borrowed_raster(href, level) as src:
-        roi = _roi(src.geobox, geobox)
-        if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src):
-            return None
-        return _read_level(src, geobox, roi, resampling, categorical, src_nodata)
-
-
-@cached_by_grids
-def _roi(src_gbox: GeoBox, geobox: GeoBox) -> ReprojectInfo:
-    """odc-geo's read window of ``src_gbox`` for ``geobox``, padded for the warp's neighbours.
-
-    Cached (:func:`~cloudfree.readers.window.cached_by_grids`): the scenes of one tile grid
-    share their grids, so every date and band of a tile asks for the same few windows.
-    """
-    return compute_reproject_roi(src_gbox, geobox, padding=2)
+        how = how_to_read(src.geobox, geobox, method)
+        return _read_level(src, how, geobox, resampling, categorical, src_nodata)
 
 
 def _overview_level(factors: Sequence[int], shrink: int) -> int | None:
@@ -81,17 +70,18 @@ def _overview_level(factors: Sequence[int], shrink: int) -> int | None:
 
 def _read_level(
     src: OpenRaster,
+    how: AlignedRead | ReprojectInfo | None,
     geobox: GeoBox,
-    roi: ReprojectInfo,
     resampling: str,
     categorical: bool,
     src_nodata: float,
-) -> np.ndarray | Pasted:
-    block = src.dataset.read(1, window=_rio_window(*roi.roi_src))
-    return place_window_raw(
-        block, src.geobox, geobox, roi, resampling, categorical=categorical, src_nodata=src_nodata
+) -> np.ndarray | Pasted | None:
+    if how is None:
+        return None
+    ys, xs = source_window(how)
+    block = src.dataset.read(
+        1, window=Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
     )
-
-
-def _rio_window(ys: slice | NormalizedSlice, xs: slice | NormalizedSlice) -> Window:
-    return Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
+    return place_window_raw(
+        block, src.geobox, geobox, how, resampling, categorical=categorical, src_nodata=src_nodata
+    )

@@ -8,9 +8,9 @@ from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
-from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import ReprojectInfo
+from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
+from odc.geo.roi import roi_is_empty
 from odc.geo.types import NormalizedSlice
 from odc.geo.warp import rio_reproject
 from rasterio.enums import Resampling
@@ -56,7 +56,7 @@ def place_window(
     block: np.ndarray,
     src_gbox: GeoBox,
     geobox: GeoBox,
-    roi: ReprojectInfo,
+    roi: ReprojectInfo | AlignedRead,
     resampling: str,
     *,
     categorical: bool,
@@ -72,13 +72,14 @@ def place_window(
     Parameters
     ----------
     block
-        Source pixels of ``src_gbox[roi.roi_src]``.
+        Source pixels of :func:`source_window` ``(roi)``.
     src_gbox
         The whole source grid.
     geobox
         The output grid.
     roi
-        ``compute_reproject_roi(src_gbox, geobox, ...)``.
+        ``compute_reproject_roi(src_gbox, geobox, ...)``, or an :class:`AlignedRead`
+        (:func:`how_to_read` gives one or the other).
     resampling
         Resampling name for non-categorical data; categorical data always uses nearest.
     categorical
@@ -104,7 +105,7 @@ def place_window_raw(
     block: np.ndarray,
     src_gbox: GeoBox,
     geobox: GeoBox,
-    roi: ReprojectInfo,
+    roi: ReprojectInfo | AlignedRead,
     resampling: str,
     *,
     categorical: bool,
@@ -112,24 +113,16 @@ def place_window_raw(
 ) -> np.ndarray | Pasted:
     """:func:`place_window`, except that a window on the output's own grid is not copied.
 
-    Windows whose pixels map one to one onto output pixels (same CRS and pixel size, whole-pixel
-    offset) come back as :class:`Pasted` (source type, where they go) for nearest and bilinear,
-    whose warp (:mod:`cloudfree.readers.warp`) samples exactly at source pixel centres there and
-    so returns the pixels themselves. Nearest upsampling by whole factors on the same CRS (20 m
-    SCL onto a 10 m grid) is a repeat of each source pixel, computed as such: the centre of every
-    output pixel lies at least a quarter of a source pixel inside the source pixel the warp would
-    pick, so the result is the warp's. (The readers find such windows before reading, with
-    :func:`aligned_read`, and read no padding for them.)
+    An :class:`AlignedRead` is pasted or repeated (:meth:`AlignedRead.place`); a window odc-geo
+    calls paste-able comes back as :class:`Pasted` too (source type, where it goes); anything
+    else is warped.
     """
+    if isinstance(roi, AlignedRead):
+        return roi.place(block, geobox, categorical=categorical, src_nodata=src_nodata)
     method = "nearest" if categorical else resampling
     if roi.paste_ok and roi.read_shrink == 1:
         rows, cols = _slices(roi.roi_dst)
         return Pasted(block, rows, cols, src_nodata)
-    # odc-geo does not call a padded window paste-able: look for the same grid ourselves
-    top, left = (piece.start for piece in roi.roi_src)
-    factors = _relative_factors(src_gbox, geobox, method, top, left)
-    if factors is not None:
-        return _placed(block, geobox, factors, categorical, src_nodata)
     if is_tile_invariant(geobox, method):
         return warp_window(
             block,
@@ -145,17 +138,45 @@ def place_window_raw(
     )
 
 
+def how_to_read(
+    src_gbox: GeoBox, geobox: GeoBox, method: str
+) -> AlignedRead | ReprojectInfo | None:
+    """How to read ``geobox`` from ``src_gbox``; ``None`` where they do not overlap.
+
+    An :class:`AlignedRead` where the output lies on the source's pixel lattice, else odc-geo's
+    window padded for the warp's neighbours (:func:`padded_roi`). ``method``: the resampling
+    (``"nearest"`` for classes). Both are cached by grids: the dates and bands of a tile ask
+    odc-geo nothing new.
+    """
+    aligned = aligned_read(src_gbox, geobox, method)
+    if aligned is not None:
+        return None if aligned.window is None else aligned
+    roi = padded_roi(src_gbox, geobox)
+    return None if roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src) else roi
+
+
+def source_window(how: AlignedRead | ReprojectInfo) -> tuple[slice, slice]:
+    """The source rows and columns a read of :func:`how_to_read` takes."""
+    if isinstance(how, AlignedRead):
+        if how.window is None:
+            raise ValueError("the output does not overlap the source: nothing to read")
+        return how.window
+    return _slices(how.roi_src)
+
+
 @dataclass(frozen=True)
 class AlignedRead:
     """A read whose output pixels lie on the source's own pixel lattice, worked out in integers.
 
     Same CRS, no rotation, source pixel sides whole multiples of the output's (1 for a 10 m band
     on a 10 m grid, 2 for the 20 m SCL) and the output's origin on the lattice; nearest, or
-    bilinear at the same pixel size: every output pixel is one source pixel, pasted or repeated
-    (:func:`place_window_raw` says why that is the warp's result). odc-geo's read window is
-    padded for a warp's neighbours; this one holds exactly the source pixels under the output,
-    so GDAL decodes no extra row and column of blocks around a tile (2.25x the blocks of a
-    1024 px tile in 256 px blocks).
+    bilinear at the same pixel size: every output pixel is one source pixel, pasted or repeated.
+    That is the warp's result: nearest and bilinear (:mod:`cloudfree.readers.warp`) sample
+    exactly at source pixel centres at the same pixel size, and at whole factors the centre of
+    every output pixel lies at least a quarter of a source pixel inside the source pixel nearest
+    picks (20 m SCL onto a 10 m grid). odc-geo's read window is padded for a warp's neighbours;
+    this one holds exactly the source pixels under the output, so GDAL decodes no extra row and
+    column of blocks around a tile (2.25x the blocks of a 1024 px tile in 256 px blocks).
     """
 
     window: tuple[slice, slice] | None
@@ -171,16 +192,16 @@ class AlignedRead:
         return _placed(block, geobox, self.factors, categorical, src_nodata)
 
 
-def _relative_factors(
-    src_gbox: GeoBox, geobox: GeoBox, method: str, row: int, col: int
+def _lattice_factors(
+    src_gbox: GeoBox, geobox: GeoBox, method: str
 ) -> tuple[int, int, int, int] | None:
-    """:func:`_upsampling_factors` of the window at ``(row, col)``, where ``method`` repeats.
+    """:func:`_upsampling_factors`, where ``method`` repeats source pixels.
 
     Nearest at any whole factor; bilinear only at the source's own pixel size.
     """
     if method not in ("nearest", "bilinear"):
         return None
-    factors = _upsampling_factors(src_gbox, geobox, row, col)
+    factors = _upsampling_factors(src_gbox, geobox)
     if factors is None or (method == "bilinear" and factors[:2] != (1, 1)):
         return None
     return factors
@@ -249,13 +270,23 @@ def _grid_key(gbox: GeoBox) -> Hashable:
 
 
 @cached_by_grids
+def padded_roi(src_gbox: GeoBox, geobox: GeoBox) -> ReprojectInfo:
+    """odc-geo's read window of ``src_gbox`` for ``geobox``, padded for the warp's neighbours.
+
+    Cached (:func:`cached_by_grids`): the scenes of one tile grid share their grids, so every
+    date and band of a tile asks for the same few windows.
+    """
+    return compute_reproject_roi(src_gbox, geobox, padding=2)
+
+
+@cached_by_grids
 def aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead | None:
     """How to read ``geobox`` from ``src_gbox`` without a warp; ``None`` if it needs one.
 
     ``method``: the resampling (``"nearest"`` for classes). Cached by grids
     (:func:`cached_by_grids`): the dates and bands of a tile ask odc-geo nothing.
     """
-    factors = _relative_factors(src_gbox, geobox, method, 0, 0)
+    factors = _lattice_factors(src_gbox, geobox, method)
     if factors is None:
         return None
     fy, fx, oy, ox = factors
@@ -272,21 +303,17 @@ def aligned_read(src_gbox: GeoBox, geobox: GeoBox, method: str) -> AlignedRead |
     return AlignedRead((rows, cols), (fy, fx, oy - first_row * fy, ox - first_col * fx))
 
 
-@cached_by_grids
-def _upsampling_factors(
-    src_gbox: GeoBox, geobox: GeoBox, row: int, col: int
-) -> tuple[int, int, int, int] | None:
-    """``(fy, fx, oy, ox)`` when output pixels subdivide the pixels of a window exactly.
+def _upsampling_factors(src_gbox: GeoBox, geobox: GeoBox) -> tuple[int, int, int, int] | None:
+    """``(fy, fx, oy, ox)`` when output pixels subdivide the source's pixels exactly.
 
-    The window's top-left pixel is ``(row, col)`` of ``src_gbox``. Same CRS, no rotation,
-    source pixel sides whole multiples (``fy``, ``fx`` >= 1) of the output's with the same
-    signs, and the output grid's origin on the fine lattice anchored at the window's top-left
-    corner (``oy``, ``ox``: the output origin's offset on it, in output pixels). Anything else
-    returns ``None`` and is warped. Cached (:func:`cached_by_grids`).
+    Same CRS, no rotation, source pixel sides whole multiples (``fy``, ``fx`` >= 1) of the
+    output's with the same signs, and the output grid's origin on the fine lattice anchored at
+    the source's top-left corner (``oy``, ``ox``: the output origin's offset on it, in output
+    pixels). Anything else returns ``None`` and is warped.
     """
     if src_gbox.crs != geobox.crs or src_gbox.crs is None:
         return None
-    src = src_gbox.affine * Affine.translation(col, row)
+    src = src_gbox.affine
     dst = geobox.affine
     if src.b or src.d or dst.b or dst.d or src.a * dst.a <= 0 or src.e * dst.e <= 0:
         return None

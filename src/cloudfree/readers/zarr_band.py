@@ -2,10 +2,12 @@
 
 An EOPF product keeps each band as a 2-D array in a resolution group
 (``<product>.zarr/measurements/reflectance/r10m/b02``) beside that group's ``x``/``y`` pixel-centre
-coordinate arrays. The array's grid is rebuilt from those coordinates and the scene's CRS; odc-geo
-finds the source window that covers the output grid, only that slice is read (Zarr fetches only
-the chunks it touches), and the window is pasted when the grids align or warped otherwise, exactly
-as :mod:`cloudfree.load` does for GeoTIFFs (:func:`place_window` is the shared step).
+coordinate arrays. The array's grid is rebuilt from those coordinates and the scene's CRS; the
+source window that covers the output grid comes from :func:`~cloudfree.readers.window.how_to_read`
+(exactly the pixels under it on the band's own lattice, odc-geo's padded window otherwise), only
+that slice is read (Zarr fetches only the chunks it touches), and the window is pasted when the
+grids align or warped otherwise, exactly as :mod:`cloudfree.load` does for GeoTIFFs
+(:func:`place_window` is the shared step).
 
 Coarser resolution groups of the same band (``r20m``, ``r60m``) serve as overviews when the output
 is coarse enough, like COG overviews do.
@@ -27,14 +29,13 @@ import numpy as np
 import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.math import affine_from_axis
-from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
-from odc.geo.roi import roi_is_empty
+from odc.geo.overlap import ReprojectInfo
 from zarr.abc.store import Store
 from zarr.errors import NodeNotFoundError
 from zarr.storage import FsspecStore, LocalStore
 
 from cloudfree.errors import ReadError
-from cloudfree.readers.window import Pasted, aligned_read, place_window
+from cloudfree.readers.window import how_to_read, place_window, source_window
 
 __all__ = [
     "ZarrLevel",
@@ -119,35 +120,24 @@ def read_zarr_window(
     base, group, name = _split_href(href)
     store = _open_store(base, storage_options)
     level = open_zarr_level(store, f"{group}/{name}", crs)
-    src_nodata = 0 if nodata is None else nodata
-    aligned = aligned_read(level.geobox, geobox, "nearest" if categorical else resampling)
-    if aligned is not None:  # on the band's own pixel lattice: exactly the chunks under it
-        if aligned.window is None:
-            return None
-        block = np.asarray(level.array[aligned.window])
-        placed = aligned.place(block, geobox, categorical=categorical, src_nodata=src_nodata)
-        if isinstance(placed, Pasted):
-            return placed.materialise(geobox, categorical=categorical)
-        return placed
-    roi = compute_reproject_roi(level.geobox, geobox, padding=2)
-    if _is_empty(roi):
+    method = "nearest" if categorical else resampling
+    how = how_to_read(level.geobox, geobox, method)
+    if isinstance(how, ReprojectInfo):
+        coarser = _overview(store, group, name, crs, how.read_shrink)
+        if coarser is not None:
+            level = coarser
+            how = how_to_read(level.geobox, geobox, method)
+    if how is None:
         return None
-    coarser = _overview(store, group, name, crs, roi.read_shrink)
-    if coarser is not None:
-        level = coarser
-        roi = compute_reproject_roi(level.geobox, geobox, padding=2)
-        if _is_empty(roi):
-            return None
-    ys, xs = roi.roi_src
-    block = np.asarray(level.array[slice(ys.start, ys.stop), slice(xs.start, xs.stop)])
+    block = np.asarray(level.array[source_window(how)])
     return place_window(
         block,
         level.geobox,
         geobox,
-        roi,
+        how,
         resampling,
         categorical=categorical,
-        src_nodata=src_nodata,
+        src_nodata=0 if nodata is None else nodata,
     )
 
 
@@ -229,10 +219,6 @@ def _number(value: object, default: float) -> float:
     if not isinstance(value, int | float | str | np.number):
         raise ReadError(f"Expected a number in the Zarr attributes, got {value!r}.")
     return float(value)
-
-
-def _is_empty(roi: ReprojectInfo) -> bool:
-    return bool(roi_is_empty(roi.roi_dst) or roi_is_empty(roi.roi_src))
 
 
 def _split_href(href: str) -> tuple[str, str, str]:
