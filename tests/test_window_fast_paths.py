@@ -109,7 +109,7 @@ def test_same_grid_windows_equal_the_warp(case, y0, x0, height, width):
         return
     assert warped is not None
     np.testing.assert_array_equal(got, warped)
-    # the padded window placed as the Zarr reader's fallback would: the same again
+    # odc-geo's padded window through place_window (a warp, not an aligned read): the same
     roi = compute_reproject_roi(src, tile, padding=2)
     rows, cols = roi.roi_src
     padded = place_window(
